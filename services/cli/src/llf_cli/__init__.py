@@ -1,0 +1,3 @@
+"""llf cli service."""
+
+__version__ = "0.1.0"

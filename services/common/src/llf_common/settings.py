@@ -1,0 +1,207 @@
+"""Settings base shared by every llf service.
+
+Precedence, highest first: environment variables (``LLF_*`` plus the ecosystem's own
+``REDIS_URL``, ``HF_ENDPOINT``, ``HF_TOKEN``) > the JSON config file (``LLF_CONFIG``,
+default ``$LLF_HOME/config.json`` = ``~/.llf/config.json``) > defaults that work out of the
+box on one machine.
+
+The config file is one JSON object shared by all services: top-level keys are the common
+settings of this base class; each service's own keys live in a section named after the
+service (``{"models": {...}, "inference": {...}, "cli": {...}}``), so a key that one
+service does not know is still an error for the service that owns the section.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from llf_common.errors import ConfigError
+
+SECTIONS: frozenset[str] = frozenset({"models", "inference", "cli"})
+DEFAULT_HOME = Path("~/.llf")
+
+
+def default_home() -> Path:
+    """``LLF_HOME`` or ``~/.llf``, expanded; read directly because it locates the file."""
+    return Path(os.environ.get("LLF_HOME") or DEFAULT_HOME).expanduser()
+
+
+def config_path() -> Path:
+    """Where the JSON config file is looked for (it need not exist)."""
+    explicit = os.environ.get("LLF_CONFIG")
+    return Path(explicit).expanduser() if explicit else default_home() / "config.json"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse the config file; a missing file is an empty config, a broken one an error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+class JsonConfigSource(PydanticBaseSettingsSource):
+    """Feeds the common keys plus this service's section of the config file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.data = self._select(read_config_file(path), getattr(settings_cls, "section", None))
+
+    @staticmethod
+    def _select(raw: dict[str, Any], section: str | None) -> dict[str, Any]:
+        selected = {k: v for k, v in raw.items() if k not in SECTIONS}
+        if section is not None:
+            own = raw.get(section, {})
+            if not isinstance(own, dict):
+                raise ConfigError(f"config file: section '{section}' must be a JSON object")
+            selected.update(own)
+        return selected
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+class LLFSettings(BaseSettings):
+    """Settings every service shares; services subclass it and set ``section``."""
+
+    section: ClassVar[str | None] = None
+
+    model_config = SettingsConfigDict(
+        env_prefix="LLF_",
+        extra="forbid",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    home: Path = Field(default_factory=default_home, description="Root of llf's own files.")
+    models_dir: Path | None = Field(None, description="Model store (HF cache layout). Default: $LLF_HOME/models.")
+    run_dir: Path | None = Field(None, description="PIDs, sockets and logs of local mode. Default: $LLF_HOME/run.")
+    inference_url: str = Field("http://127.0.0.1:8000", description="The inference gateway.")
+    models_url: str = Field("http://127.0.0.1:8001", description="The model registry.")
+    api_key: SecretStr | None = Field(None, description="Bearer key required by the services when set.")
+    default_model: str = Field("Qwen/Qwen2.5-0.5B-Instruct", description="Model pulled and served on first run.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "LLF_REDIS_URL", "redis_url"),
+        description="Redis for the job queue and index.",
+    )
+    hf_endpoint: str = Field(
+        "https://huggingface.co",
+        validation_alias=AliasChoices("HF_ENDPOINT", "hf_endpoint"),
+        description="Hugging Face Hub (or a mirror).",
+    )
+    hf_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("HF_TOKEN", "hf_token"), description="Hub token for gated repos."
+    )
+    log_format: Literal["console", "json"] = Field("console", description="console for humans, json in containers.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("home", "models_dir", "run_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("inference_url", "models_url", "hf_endpoint", mode="after")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @cached_property
+    def models_path(self) -> Path:
+        """The model store, defaulted under ``home``."""
+        return self.models_dir or self.home / "models"
+
+    @cached_property
+    def run_path(self) -> Path:
+        """Run-time files of local mode, defaulted under ``home``."""
+        return self.run_dir or self.home / "run"
+
+    def ensure_dirs(self) -> None:
+        """Create the directories a service writes to (idempotent)."""
+        for path in (self.home, self.models_path, self.run_path):
+            path.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, JsonConfigSource(settings_cls, config_path()))
+
+    @classmethod
+    def load(cls, **overrides: Any) -> "LLFSettings":
+        """Build settings, turning validation errors into one readable ``ConfigError``."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(cls, exc)) from exc
+
+
+def describe_validation_error(cls: type[LLFSettings], exc: ValidationError) -> str:
+    """Name the file or variable and the key of the first problem, in one line."""
+    path = config_path()
+    try:
+        file_keys = set(JsonConfigSource._select(read_config_file(path), cls.section))
+    except ConfigError:
+        file_keys = set()
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "?"
+        top = str(error["loc"][0]) if error["loc"] else key
+        if top in file_keys:
+            where = f"config file {path}"
+            if cls.section and top not in LLFSettings.model_fields:
+                key = f"{cls.section}.{key}"
+        else:
+            where = f"environment variable {env_name(cls, top)}"
+        problems.append(f"{where}: key '{key}': {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def env_name(cls: type[LLFSettings], field_name: str) -> str:
+    """The environment variable a field is read from (first alias, or LLF_ + name)."""
+    field = cls.model_fields.get(field_name)
+    alias = field.validation_alias if field else None
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        if isinstance(first, str):
+            return first
+    return f"LLF_{field_name.upper()}"

@@ -1,0 +1,170 @@
+"""FastAPI plumbing every service shares: request ids, error mapping, API key, body limit.
+
+The middlewares are plain ASGI (not ``BaseHTTPMiddleware``) so that streamed responses pass
+through untouched and add almost nothing per chunk.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llf_common.errors import LLFError, PayloadTooLarge, Unauthorized
+from llf_common.logging import REQUEST_ID_HEADER, request_id_var
+
+log = logging.getLogger(__name__)
+
+ErrorBody = Callable[[int, str, str], dict[str, Any]]
+
+
+def detail_body(status: int, code: str, message: str) -> dict[str, Any]:
+    """The registry's and default error shape: ``{"detail": ...}``."""
+    return {"detail": message}
+
+
+def openai_body(status: int, code: str, message: str) -> dict[str, Any]:
+    """OpenAI's error shape, used by the gateway's ``/v1`` API."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return {"error": {"message": message, "type": kind, "code": code}, "detail": message}
+
+
+class RequestIdMiddleware:
+    """Takes ``X-Request-ID`` from the request (or makes one) and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode())
+        request_id = incoming.decode("latin-1")[:64] if incoming else uuid.uuid4().hex[:16]
+        token = request_id_var.set(request_id)
+        raw_header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), raw_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """Rejects request bodies above ``max_bytes`` with 413 before they are parsed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, body: ErrorBody = detail_body) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge(self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _message(self) -> str:
+        return f"request body larger than {self.max_bytes} bytes"
+
+    async def _reject(self, send: Send) -> None:
+        response = JSONResponse(self.body(413, PayloadTooLarge.code, self._message()), status_code=413)
+        await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:  # pragma: no cover - never awaited for a plain response
+    return {"type": "http.disconnect"}
+
+
+def install_error_handlers(app: FastAPI, body: ErrorBody = detail_body) -> None:
+    """Map ``LLFError`` and validation errors to JSON; anything else is a logged 500."""
+
+    async def on_llf_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, LLFError)
+        return JSONResponse(body(exc.status_code, exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        message = "; ".join(_describe(error) for error in exc.errors()) or "invalid request"
+        payload = body(422, "invalid_request", message)
+        if body is detail_body:
+            payload = {"detail": message, "errors": _jsonable(exc.errors())}
+        return JSONResponse(payload, status_code=422)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return JSONResponse(body(500, "internal_error", "internal error; see the service log"), status_code=500)
+
+    app.add_exception_handler(LLFError, on_llf_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    return f"{location}: {error.get('msg', 'invalid')}" if location else str(error.get("msg", "invalid"))
+
+
+def _jsonable(errors: Any) -> list[dict[str, Any]]:
+    return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in errors]
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def api_key_dependency(api_key: SecretStr | None) -> Callable[..., Awaitable[None]]:
+    """A FastAPI dependency enforcing ``Authorization: Bearer <key>`` when a key is set."""
+    expected = api_key.get_secret_value().encode() if api_key else None
+
+    async def require_api_key(request: Request) -> None:
+        if expected is None:
+            return
+        credentials: HTTPAuthorizationCredentials | None = await _bearer(request)
+        given = credentials.credentials.encode() if credentials else b""
+        if not hmac.compare_digest(given, expected):
+            raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer $LLF_API_KEY'")
+
+    return require_api_key
+
+
+def base_app(title: str, version: str, *, body: ErrorBody = detail_body, max_body_bytes: int = 1 << 20, **kwargs: Any) -> FastAPI:
+    """A FastAPI app with the shared middlewares, error handlers and ``/healthz``."""
+    app = FastAPI(title=title, version=version, **kwargs)
+    install_error_handlers(app, body)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes, body=body)
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

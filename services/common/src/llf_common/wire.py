@@ -1,0 +1,178 @@
+"""Wire models: the JSON the registry, the gateway and the CLI exchange.
+
+These are the stable, documented keys of every ``--json`` output too, so fields are only
+ever added, never renamed. Endpoint map (see README "API"):
+
+Registry (``LLF_MODELS_URL``)
+  POST   /v1/pulls                      PullRequest   -> 202 PullResponse (200 if present)
+  GET    /v1/jobs                       -> list[JobInfo]
+  GET    /v1/jobs/{id}                  -> JobInfo
+  GET    /v1/jobs/{id}/events           -> text/event-stream of JobInfo
+  DELETE /v1/jobs/{id}?purge=false      -> JobInfo
+  GET    /v1/models                     -> list[ModelInfo]
+  GET    /v1/models/{owner}/{name}      -> ModelInfo
+  DELETE /v1/models/{owner}/{name}      -> 204 (409 while served)
+  POST   /v1/models/{owner}/{name}/verify -> 202 JobInfo
+  POST   /v1/imports                    ImportRequest -> 202 JobInfo
+
+Gateway (``LLF_INFERENCE_URL``)
+  POST   /v1/chat/completions, /v1/completions, GET /v1/models   (OpenAI)
+  POST   /v1/serve                      ServeRequest -> 202 GatewayStatus
+  GET    /v1/status                     -> GatewayStatus
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?/[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
+REVISION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+
+
+def check_repo_id(value: str) -> str:
+    """``owner/name`` as the Hub spells it; never a path that could leave the store."""
+    if ".." in value or not REPO_ID_PATTERN.match(value):
+        raise ValueError(
+            "repo id must look like 'owner/name' (letters, digits, '.', '_', '-'; at most 96 characters each, no '..')"
+        )
+    return value
+
+
+def check_revision(value: str) -> str:
+    """A branch, tag or commit sha; no traversal, no leading slash."""
+    if ".." in value or "//" in value or not REVISION_PATTERN.match(value):
+        raise ValueError("revision must be a branch, tag or commit sha (letters, digits, '.', '_', '-', '/')")
+    return value
+
+
+RepoId = Annotated[str, AfterValidator(check_repo_id)]
+Revision = Annotated[str, AfterValidator(check_revision)]
+GlobPattern = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Wire(BaseModel):
+    """Base: unknown request keys are errors, so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- registry
+class PullRequest(Wire):
+    repo: RepoId
+    revision: Revision = "main"
+    allow_patterns: list[GlobPattern] | None = Field(None, max_length=64)
+    ignore_patterns: list[GlobPattern] | None = Field(None, max_length=64)
+
+
+JobState = Literal["queued", "started", "deferred", "scheduled", "finished", "failed", "stopped", "canceled"]
+JobKind = Literal["pull", "verify", "import"]
+Phase = Literal["waiting", "preflight", "download", "verify", "done"]
+
+
+class Progress(Wire):
+    phase: Phase = "waiting"
+    bytes_done: int = 0
+    bytes_total: int = 0
+    files_done: int = 0
+    files_total: int = 0
+    current_file: str | None = None
+    rate_bps: float = 0.0
+    updated_at: datetime | None = None
+
+
+class JobInfo(Wire):
+    id: str
+    kind: JobKind
+    repo: str
+    revision: str | None = None
+    sha: str | None = None
+    state: JobState
+    position: int | None = Field(None, description="Place in the queue while queued (0 = next).")
+    progress: Progress = Field(default_factory=Progress)
+    error: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    result: dict[str, object] | None = None
+
+
+class PullResponse(Wire):
+    state: Literal["queued", "started", "present"]
+    repo: str
+    revision: str
+    sha: str
+    job_id: str | None = None
+    job: JobInfo | None = None
+
+
+class FileEntry(Wire):
+    path: str
+    size: int
+    sha256: str | None = None
+    lfs: bool = False
+
+
+class ModelInfo(Wire):
+    name: str = Field(description="Repo id, e.g. Qwen/Qwen2.5-0.5B-Instruct.")
+    revision: str
+    sha: str
+    path: str = Field(description="Snapshot directory an engine loads.")
+    size_bytes: int
+    verified: bool
+    verified_at: datetime | None = None
+    architecture: str | None = None
+    architecture_supported: bool | None = None
+    params: int | None = None
+    dtype: str | None = None
+    weight_bytes: int | None = Field(None, description="Estimated weight memory: params x dtype size.")
+    context_length: int | None = None
+    source: Literal["hub", "import"] = "hub"
+    served: bool = False
+    files: list[FileEntry] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ImportRequest(Wire):
+    path: str = Field(min_length=1, max_length=4096, description="Directory visible to the registry.")
+    name: RepoId | None = Field(None, description="Repo id to list it under; default local/<dirname>.")
+    link: bool = Field(True, description="Hard-link instead of copy where possible.")
+
+
+# ---------------------------------------------------------------- gateway
+ReplicaState = Literal["starting", "ready", "draining", "restarting", "failed", "stopped"]
+GatewayState = Literal["idle", "starting", "ready", "switching", "degraded", "failed"]
+
+
+class ServeRequest(Wire):
+    model: RepoId
+    replicas: int = Field(1, ge=1, le=16)
+    wait: bool = Field(False, description="Answer only when the model is ready (or failed).")
+
+
+class ReplicaStatus(Wire):
+    id: str
+    model: str
+    state: ReplicaState
+    pid: int | None = None
+    port: int | None = None
+    uptime_s: float | None = None
+    in_flight: int = 0
+    tokens_per_s: float = 0.0
+    restarts: int = 0
+    last_error: str | None = None
+    log_tail: list[str] = Field(default_factory=list)
+    memory_bytes: int | None = None
+    max_model_len: int | None = None
+
+
+class GatewayStatus(Wire):
+    state: GatewayState
+    models: list[str] = Field(default_factory=list, description="Models with a ready replica.")
+    target: str | None = Field(None, description="Model being loaded or last asked for.")
+    replicas: list[ReplicaStatus] = Field(default_factory=list)
+    message: str | None = None

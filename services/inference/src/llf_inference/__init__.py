@@ -1,0 +1,3 @@
+"""llf inference service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""llf models service."""
+
+__version__ = "0.1.0"
