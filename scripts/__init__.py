@@ -1,0 +1,1 @@
+"""Repo scripts runnable with ``python -m scripts.<name>`` from the repo root."""

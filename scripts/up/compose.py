@@ -1,0 +1,72 @@
+"""Compose mode: the stack as containers, with the GPU or the CPU engine image.
+
+The files are the docker engineer's (``docker-compose.yml`` plus one override per target in
+``deploy/``); this module only picks the override and runs ``docker compose``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from scripts.up.mode import Runner, Target, run_quietly
+
+OVERRIDES: dict[str, str] = {"gpu": "deploy/compose.gpu.yml", "cpu": "deploy/compose.cpu.yml"}
+# Where the demo model is written inside the stack: the model store volume, which the
+# registry and its workers both mount, so the import job can read it whichever worker runs it.
+DEMO_SOURCE_SH = 'd="${LLF_MODELS_DIR:-${LLF_HOME:-$HOME/.llf}/models}/.demo-src/llf-demo-tiny"'
+
+
+class ComposeError(Exception):
+    """Compose is missing or a command failed."""
+
+
+def compose_command(run: Runner = run_quietly) -> list[str]:
+    """``docker compose`` (v2 plugin) or a standalone ``docker-compose``."""
+    if run(["docker", "compose", "version"])[0] == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise ComposeError("Docker Compose v2 is not installed: install the compose plugin (or set LLF_MODE=local)")
+
+
+def files(repo: Path, target: Target) -> list[str]:
+    """``-f`` arguments: the base file plus the target's override, when it exists."""
+    argv = ["-f", str(repo / "docker-compose.yml")]
+    override = repo / OVERRIDES[target]
+    if override.exists():
+        argv += ["-f", str(override)]
+    return argv
+
+
+def base(repo: Path, target: Target, run: Runner = run_quietly) -> list[str]:
+    return [*compose_command(run), "--project-directory", str(repo), *files(repo, target)]
+
+
+def up(repo: Path, target: Target, env: Mapping[str, str]) -> None:
+    if not (repo / "docker-compose.yml").exists():
+        raise ComposeError(f"{repo / 'docker-compose.yml'} does not exist yet; use LLF_MODE=local")
+    argv = [*base(repo, target), "up", "-d", "--build", "--wait"]
+    done = subprocess.run(argv, cwd=repo, env=dict(env), check=False)
+    if done.returncode != 0:
+        raise ComposeError(f"`{' '.join(argv)}` failed (exit {done.returncode}); see `make logs`")
+
+
+def down(repo: Path, target: Target, env: Mapping[str, str]) -> int:
+    return subprocess.run([*base(repo, target), "down"], cwd=repo, env=dict(env), check=False).returncode
+
+
+def logs_command(repo: Path, target: Target) -> list[str]:
+    return [*base(repo, target), "logs", "-f", "--tail", "40"]
+
+
+def write_demo(repo: Path, target: Target, env: Mapping[str, str], seed: int = 0) -> str:
+    """Write the demo model inside the worker container; returns its path there."""
+    script = f'{DEMO_SOURCE_SH}; llf-tiny-model "$d" --seed {seed} >&2 && printf %s "$d"'
+    argv = [*base(repo, target), "exec", "-T", "worker", "sh", "-c", script]
+    done = subprocess.run(argv, cwd=repo, env=dict(env), capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not done.stdout.strip():
+        raise ComposeError(f"writing the demo model in the worker container failed: {done.stderr.strip()[-500:]}")
+    return done.stdout.strip().splitlines()[-1]

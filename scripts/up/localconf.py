@@ -1,0 +1,196 @@
+"""The local stack as a supervisord configuration: what runs, with which environment, logging where.
+
+Rendering is a pure function of a ``LocalPlan`` so it is unit-tested without starting anything,
+and so that ``make up`` can tell whether a running stack's configuration changed (same text ->
+nothing to reload). Secrets (``HF_TOKEN``, ``LLF_API_KEY``) are never written here: supervisord
+is started with them in its environment and the programs inherit them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SECRET_VARS = ("HF_TOKEN", "LLF_API_KEY")
+# Our own knobs, meaningless (or harmful) to the services.
+NOT_PASSED = frozenset({"LLF_MODE", "LLF_UP_TIMEOUT", "LLF_UP_SERVE_TIMEOUT", *SECRET_VARS})
+PASSED_PREFIXES = ("LLF_", "HF_", "VLLM_")
+PASSED_NAMES = frozenset({"REDIS_URL", "CUDA_VISIBLE_DEVICES"})
+MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    argv: list[str]
+    priority: int
+    stopwaitsecs: int = 15
+    startsecs: int = 2
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """Everything the local stack needs, resolved (ports chosen, paths absolute)."""
+
+    repo: Path
+    bin_dir: Path
+    run_dir: Path
+    redis_data: Path
+    redis_server: Path | None  # None: Redis is external (REDIS_URL names another host)
+    redis_port: int
+    env: dict[str, str] = field(default_factory=dict)  # non-secret environment of every program
+
+    @property
+    def conf_path(self) -> Path:
+        return self.run_dir / "supervisord.conf"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "supervisord.pid"
+
+    @property
+    def socket_path(self) -> Path:
+        return socket_path_for(self.run_dir)
+
+    def log_of(self, program: str) -> Path:
+        return self.logs_dir / f"{program}.log"
+
+
+def socket_path_for(run_dir: Path) -> Path:
+    """``run/supervisor.sock``, or a short name in the temp dir when that path is too long."""
+    preferred = run_dir / "supervisor.sock"
+    if len(str(preferred)) <= MAX_SOCKET_PATH:
+        return preferred
+    digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"llf-supervisor-{digest}.sock"
+
+
+def service_env(environ: Mapping[str, str], fixed: Mapping[str, str]) -> dict[str, str]:
+    """The user's ``LLF_*``/``HF_*``/``VLLM_*`` settings (no secrets), then the values ``make up`` fixes."""
+    passed = {
+        key: value
+        for key, value in environ.items()
+        if (key.startswith(PASSED_PREFIXES) or key in PASSED_NAMES) and key not in NOT_PASSED
+    }
+    passed.update(fixed)
+    return dict(sorted(passed.items()))
+
+
+def supervisord_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """supervisord's own environment: the user's, minus the settings the conf decides, plus secrets."""
+    env = {
+        key: value
+        for key, value in environ.items()
+        if not (key.startswith(PASSED_PREFIXES) or key in PASSED_NAMES) or key in SECRET_VARS
+    }
+    env.pop("LLF_MODE", None)
+    return env
+
+
+def secrets_fingerprint(environ: Mapping[str, str]) -> str:
+    """Changes when a secret changes, without storing the secret (a running stack must restart)."""
+    digest = hashlib.sha256()
+    for name in SECRET_VARS:
+        digest.update(f"{name}={environ.get(name, '')}\0".encode())
+    return digest.hexdigest()
+
+
+def programs(plan: LocalPlan) -> list[Program]:
+    """Redis first, then the registry and its worker, then the gateway (which loads the engine)."""
+    bin_dir = plan.bin_dir
+    listed: list[Program] = []
+    if plan.redis_server is not None:
+        listed.append(
+            Program(
+                "redis",
+                [
+                    str(plan.redis_server),
+                    "--bind", "127.0.0.1",
+                    "--port", str(plan.redis_port),
+                    "--dir", str(plan.redis_data),
+                    "--appendonly", "yes",
+                    "--appendfsync", "everysec",
+                    "--daemonize", "no",
+                    "--protected-mode", "yes",
+                ],
+                priority=10,
+                startsecs=1,
+            )
+        )  # fmt: skip
+    listed += [
+        Program("models", [str(bin_dir / "llf-models")], priority=20),
+        Program("worker", [str(bin_dir / "llf-models-worker")], priority=20),
+        Program("inference", [str(bin_dir / "llf-inference")], priority=30, stopwaitsecs=40),
+    ]
+    return listed
+
+
+def _value(text: str) -> str:
+    """Escape for supervisor's ``%(...)s`` expansion."""
+    return text.replace("%", "%%")
+
+
+def _environment(env: Mapping[str, str]) -> str:
+    parts = []
+    for key, value in env.items():
+        quoted = value.replace("\\", "\\\\").replace('"', '\\"')
+        parts.append(f'{key}="{_value(quoted)}"')
+    return ",".join(parts)
+
+
+def render(plan: LocalPlan) -> str:
+    """The whole supervisord.conf for the plan."""
+    sock = plan.socket_path
+    lines = [
+        "; Written by `make up` (scripts/up). Regenerated on every run: edit the settings, not this file.",
+        "[unix_http_server]",
+        f"file={_value(str(sock))}",
+        "chmod=0700",
+        "",
+        "[supervisord]",
+        f"logfile={_value(str(plan.run_dir / 'supervisord.log'))}",
+        "logfile_maxbytes=5MB",
+        "logfile_backups=1",
+        f"pidfile={_value(str(plan.pidfile))}",
+        f"childlogdir={_value(str(plan.logs_dir))}",
+        f"directory={_value(str(plan.repo))}",
+        "identifier=llf",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{_value(str(sock))}",
+        "",
+    ]
+    environment = _environment(plan.env)
+    for program in programs(plan):
+        lines += [
+            f"[program:{program.name}]",
+            f"command={_value(shlex.join(program.argv))}",
+            f"directory={_value(str(plan.repo))}",
+            f"priority={program.priority}",
+            "autostart=true",
+            "autorestart=true",
+            f"startsecs={program.startsecs}",
+            "startretries=10",
+            f"stopwaitsecs={program.stopwaitsecs}",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
+            f"stdout_logfile={_value(str(plan.log_of(program.name)))}",
+            "stdout_logfile_maxbytes=20MB",
+            "stdout_logfile_backups=2",
+        ]
+        if environment:
+            lines.append(f"environment={environment}")
+        lines.append("")
+    return "\n".join(lines)
