@@ -1,0 +1,290 @@
+"""Results: min/median/max over repetitions, the JSON file of one benchmark, the README table.
+
+Why one module: the JSON files and the README table must say the same thing, so both are
+written from the same ``Result`` object, and the table is rebuilt from the JSON files on disk
+(so running one benchmark alone keeps the other rows).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+PROFILES_DIR = RESULTS_DIR / "profiles"
+README = ROOT / "README.md"
+START_MARK = "<!-- bench:start -->"
+END_MARK = "<!-- bench:end -->"
+
+Op = Literal[">=", "<=", "=="]
+NONE = "\u2013"  # an en dash: the empty cell of the table
+TIMES = "\u00d7"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (``q`` in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    pos = (len(ordered) - 1) * q / 100
+    low, high = math.floor(pos), math.ceil(pos)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+@dataclass
+class Metric:
+    """One measured quantity over repetitions: every sample kept, summarised by min/median/max."""
+
+    unit: str
+    samples: list[float] = field(default_factory=list)
+    description: str = ""
+
+    def add(self, value: float) -> None:
+        self.samples.append(float(value))
+
+    def summary(self) -> dict[str, Any]:
+        finite = [s for s in self.samples if math.isfinite(s)]
+        stats = (
+            {"min": min(finite), "median": statistics.median(finite), "max": max(finite)}
+            if finite
+            else {"min": None, "median": None, "max": None}
+        )
+        samples = [_round(s) for s in self.samples]
+        return {"unit": self.unit, **stats, "samples": samples, "description": self.description}
+
+
+@dataclass
+class Target:
+    """A figure of the issue's list: which metric, the bound it should meet."""
+
+    figure: str
+    metric: str
+    op: Op
+    value: float
+
+    def text(self) -> str:
+        symbol = {">=": "≥", "<=": "≤", "==": "="}[self.op]
+        return f"{symbol} {_fmt(self.value)}"
+
+    def met(self, measured: float | None) -> bool | None:
+        if measured is None or not math.isfinite(measured):
+            return None
+        if self.op == ">=":
+            return measured >= self.value
+        if self.op == "<=":
+            return measured <= self.value
+        return measured == self.value
+
+
+@dataclass
+class Result:
+    """Everything one benchmark reports; ``write()`` puts it in ``bench/results/<name>.json``."""
+
+    name: str
+    number: int
+    title: str
+    repetitions: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    targets: list[Target] = field(default_factory=list)
+    # Informational rows for the README (figures with no target in the issue).
+    reported: list[tuple[str, str]] = field(default_factory=list)
+    commands: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    profile: str | None = None
+    status: Literal["ok", "error", "skipped"] = "ok"
+    error: str | None = None
+
+    def metric(self, key: str, unit: str, description: str = "") -> Metric:
+        if key not in self.metrics:
+            self.metrics[key] = Metric(unit, description=description)
+        return self.metrics[key]
+
+    def median(self, key: str) -> float | None:
+        metric = self.metrics.get(key)
+        return metric.summary()["median"] if metric else None
+
+    def missed(self) -> list[Target]:
+        return [t for t in self.targets if t.met(self.median(t.metric)) is False]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "number": self.number,
+            "title": self.title,
+            "status": self.status,
+            "error": self.error,
+            "command": bench_command(),
+            "commands": self.commands,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "git": git_info(),
+            "machine": machine_info(),
+            "repetitions": self.repetitions,
+            "params": self.params,
+            "metrics": {key: metric.summary() for key, metric in self.metrics.items()},
+            "targets": [
+                {
+                    **asdict(t),
+                    "target": t.text(),
+                    "measured_median": _round(self.median(t.metric)),
+                    "met": t.met(self.median(t.metric)),
+                }
+                for t in self.targets
+            ],
+            "reported": [{"figure": figure, "metric": metric} for figure, metric in self.reported],
+            "profile": self.profile,
+            "notes": self.notes,
+        }
+
+    def write(self) -> Path:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / f"{self.name}.json"
+        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+
+def _round(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.6g}")
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return NONE
+    if abs(value) >= 1000:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 100:
+        text = f"{value:.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.3g}"
+    return f"{text} {unit}".strip()
+
+
+def bench_command() -> str:
+    """The command line that produced the result, with the ``LLF_BENCH_*`` knobs that were set."""
+    env = [f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items()) if k.startswith("LLF_BENCH_")]
+    exe = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
+    argv = [exe, "-m", "bench.run", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("run.py") else [exe, *sys.argv]
+    return " ".join([*env, *map(shlex.quote, argv)])
+
+
+def git_info() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    return {"sha": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--", "services"))}
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024**2, 1),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# ----------------------------------------------------------------------------- README table
+def load_results() -> list[dict[str, Any]]:
+    if not RESULTS_DIR.is_dir():
+        return []
+    results = []
+    for path in sorted(RESULTS_DIR.glob("*.json")):
+        try:
+            results.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return sorted(results, key=lambda r: (r.get("number", 99), r.get("name", "")))
+
+
+def _measured(result: dict[str, Any], metric: str) -> str:
+    summary = result.get("metrics", {}).get(metric)
+    if not summary or summary.get("median") is None:
+        return NONE
+    unit = summary.get("unit", "")
+    return f"**{_fmt(summary['median'], unit)}** ({_fmt(summary['min'])} {NONE} {_fmt(summary['max'])})"
+
+
+def render_table(results: list[dict[str, Any]]) -> str:
+    """The Markdown that goes between the README markers."""
+    lines = [
+        f"| # | benchmark | figure | target | median (min {NONE} max) | met? |",
+        "|---|---|---|---|---|---|",
+    ]
+    notes: list[str] = []
+    dates: set[str] = set()
+    for result in results:
+        number, title = result.get("number", "?"), result.get("title", result.get("name"))
+        dates.add(f"{result.get('date', '?')[:10]} @ {str((result.get('git') or {}).get('sha') or '?')[:10]}")
+        if result.get("status") != "ok":
+            why = result.get("error") or result.get("status")
+            lines.append(f"| {number} | {title} | {NONE} | {NONE} | not measured: {why} | {NONE} |")
+            continue
+        for target in result.get("targets", []):
+            met = {True: "met", False: "**missed**", None: NONE}[target.get("met")]
+            measured = _measured(result, target["metric"])
+            lines.append(f"| {number} | {title} | {target['figure']} | {target['target']} | {measured} | {met} |")
+        for row in result.get("reported", []):
+            measured = _measured(result, row["metric"])
+            lines.append(f"| {number} | {title} | {row['figure']} | {NONE} | {measured} | {NONE} |")
+        if result.get("profile") and any(t.get("met") is False for t in result.get("targets", [])):
+            notes.append(f"- #{number} {title}: target missed; profile `{result['profile']}`.")
+        for note in result.get("notes", []):
+            notes.append(f"- #{number} {title}: {note}")
+    machine = results[0].get("machine", {}) if results else {}
+    header = [
+        "Generated by `make bench` (`.venv/bin/python -m bench.run`); raw samples, exact commands, machine and",
+        "git sha in `bench/results/<name>.json`. Every figure is a ratio or count measured side by side in one",
+        "run, over ≥ 3 repetitions. Benchmarks never fail on a number.",
+        "",
+        f"Last run: {', '.join(sorted(dates)) or NONE} on {machine.get('cpus', '?')} {TIMES} {machine.get('cpu', '?')},"
+        f" {machine.get('memory_gib', '?')} GiB.",
+        "",
+    ]
+    return "\n".join([*header, *lines, *(["", *notes] if notes else [])])
+
+
+def update_readme(results: list[dict[str, Any]] | None = None) -> None:
+    """Rewrite only what lies between the bench markers (adding them under "## Benchmarks")."""
+    text = README.read_text(encoding="utf-8")
+    table = render_table(load_results() if results is None else results)
+    block = f"{START_MARK}\n{table}\n{END_MARK}"
+    if START_MARK in text and END_MARK in text:
+        before, rest = text.split(START_MARK, 1)
+        _, after = rest.split(END_MARK, 1)
+        text = before + block + after
+    else:
+        text = text.rstrip("\n") + "\n\n## Benchmarks\n\n" + block + "\n"
+    README.write_text(text, encoding="utf-8")

@@ -1,0 +1,165 @@
+"""A synthetic OpenAI-compatible upstream that streams chat chunks as fast as it can.
+
+Why: the relay benchmark (#2) must measure the gateway's own cost per chunk, which a real
+engine (a few hundred tokens/s on CPU) could never expose. This is a bare ASGI app (no
+framework) with pre-encoded chunks, so it is as cheap as an upstream can be; each chunk is one
+``http.response.body`` message, like vLLM's streaming, unless ``--batch`` groups them.
+
+It answers what a gateway may ask an engine: ``POST /v1/chat/completions`` and
+``/v1/completions`` (``max_tokens`` = number of chunks, streamed when ``stream`` is true),
+``GET /v1/models``, ``/health``, ``/healthz``, ``/metrics``, ``/version``.
+
+Run: ``python -m bench.upstream --port 9000 [--model bench/upstream] [--batch 1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+DEFAULT_CHUNKS = 1_000_000
+
+
+def _chunk(model: str, kind: str) -> bytes:
+    if kind == "chat":
+        body = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "delta": {"content": " tok"}, "logprobs": None, "finish_reason": None}],
+        }
+    else:
+        body = {
+            "id": "cmpl-bench",
+            "object": "text_completion",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "text": " tok", "logprobs": None, "finish_reason": None}],
+        }
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+class Upstream:
+    """The ASGI app; one instance serves one model name."""
+
+    def __init__(self, model: str = "bench/upstream", batch: int = 1) -> None:
+        self.model = model
+        self.batch = max(1, batch)
+        self.chunks = {kind: _chunk(model, kind) for kind in ("chat", "text")}
+        created = int(time.time())
+        self.models_body = json.dumps(
+            {
+                "object": "list",
+                "data": [
+                    {"id": model, "object": "model", "created": created, "owned_by": "bench", "max_model_len": 1 << 20}
+                ],
+            }
+        ).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path, method = scope["path"], scope["method"]
+        if method == "GET" and path in ("/health", "/healthz", "/ping"):
+            await _respond(send, 200, b"{}")
+        elif method == "GET" and path == "/v1/models":
+            await _respond(send, 200, self.models_body)
+        elif method == "GET" and path == "/version":
+            await _respond(send, 200, b'{"version":"bench-upstream"}')
+        elif method == "GET" and path == "/metrics":
+            await _respond(send, 200, b"", content_type=b"text/plain; version=0.0.4")
+        elif method == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
+            request = await _read_json(receive)
+            kind = "chat" if path.endswith("chat/completions") else "text"
+            await self._complete(send, request, kind)
+        else:
+            await _respond(send, 404, b'{"detail":"not found"}')
+
+    async def _complete(self, send: Send, request: dict[str, Any], kind: str) -> None:
+        count = request.get("max_tokens") or request.get("max_completion_tokens") or DEFAULT_CHUNKS
+        count = int(count) if isinstance(count, int | float) else DEFAULT_CHUNKS
+        if not request.get("stream"):
+            text = " tok" * count
+            choice = {"index": 0, "finish_reason": "length"}
+            choice |= {"message": {"role": "assistant", "content": text}} if kind == "chat" else {"text": text}
+            usage = {"prompt_tokens": 1, "completion_tokens": count, "total_tokens": count + 1}
+            body = {"id": "bench", "object": "chat.completion", "created": 0, "model": self.model,
+                    "choices": [choice], "usage": usage}
+            await _respond(send, 200, json.dumps(body).encode())
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")],
+            }
+        )
+        block = self.chunks[kind] * self.batch
+        full, rest = divmod(count, self.batch)
+        for _ in range(full):
+            await send({"type": "http.response.body", "body": block, "more_body": True})
+        if rest:
+            await send({"type": "http.response.body", "body": self.chunks[kind] * rest, "more_body": True})
+        usage = {"prompt_tokens": 1, "completion_tokens": count, "total_tokens": count + 1}
+        final = {"id": "bench", "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}], "usage": usage}
+        tail = b"data: " + json.dumps(final).encode() + b"\n\ndata: [DONE]\n\n"
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _read_json(receive: Receive) -> dict[str, Any]:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", default="bench/upstream")
+    parser.add_argument("--batch", type=int, default=1, help="chunks per ASGI message (1 = like vLLM)")
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        Upstream(args.model, args.batch),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()
