@@ -13,11 +13,12 @@ from llf_common.errors import ConfigError
 from llf_common.settings import LLFSettings, config_path
 
 from scripts.up import compose, local, localplan, state, ui, userenv
+from scripts.up.localconf import ConfError
 from scripts.up.mode import Choice, ModeError, detect
 from scripts.up.stack import DEMO_MODEL, HubUnreachable, Stack, UpError
 
 REPO = localplan.REPO
-KNOWN_ERRORS = (UpError, ConfigError, ModeError, localplan.PlanError, local.LocalError, compose.ComposeError)
+KNOWN_ERRORS = (UpError, ConfigError, ModeError, localplan.PlanError, local.LocalError, compose.ComposeError, ConfError)
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -23,6 +23,10 @@ PASSED_NAMES = frozenset({"REDIS_URL", "CUDA_VISIBLE_DEVICES"})
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes
 
 
+class ConfError(ValueError):
+    """A setting cannot be expressed in supervisord's configuration syntax."""
+
+
 @dataclass(frozen=True)
 class Program:
     name: str
@@ -139,10 +143,13 @@ def _value(text: str) -> str:
 
 
 def _environment(env: Mapping[str, str]) -> str:
+    """``KEY="value",...``; supervisor's lexer knows no escapes, so a value picks the quote it lacks."""
     parts = []
     for key, value in env.items():
-        quoted = value.replace("\\", "\\\\").replace('"', '\\"')
-        parts.append(f'{key}="{_value(quoted)}"')
+        quote = '"' if '"' not in value else "'"
+        if quote in value or "\n" in value:
+            raise ConfError(f"{key} holds both quote characters or a newline; supervisord cannot pass it")
+        parts.append(f"{key}={quote}{_value(value)}{quote}")
     return ",".join(parts)
 
 
