@@ -1,0 +1,236 @@
+"""HTTP clients for the registry and the gateway: the only place the CLI speaks HTTP.
+
+Every reply comes back as the service's own JSON (dicts and lists, untouched) so ``--json``
+can print it unchanged. Failures become :class:`~llf_cli.errors.CLIError`: a service that
+cannot be reached is exit 2 with the fix, a 4xx is the service's ``detail`` (or OpenAI's
+``error.message``) with exit 1. The transport is injectable so unit tests can run every
+command against ``httpx.MockTransport``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from httpx_sse import EventSource, SSEError
+
+from llf_cli.errors import CLIError, Unreachable
+
+TERMINAL_JOB_STATES = frozenset({"finished", "failed", "stopped", "canceled"})
+_DEFAULT: Any = object()
+
+
+def new_request_id() -> str:
+    return "cli-" + uuid.uuid4().hex[:12]
+
+
+def _add_request_id(request: httpx.Request) -> None:
+    request.headers.setdefault("X-Request-ID", new_request_id())
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The human part of an error reply: ``detail``, OpenAI's ``error.message``, or the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or response.reason_phrase
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        error = body.get("error")
+        if isinstance(detail, str):
+            return detail
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(detail, list):  # FastAPI's validation errors
+            return "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
+    return json.dumps(body)[:300]
+
+
+class ServiceClient:
+    """One service at ``base_url``; ``name`` is what error messages call it."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._connect_timeout = connect_timeout
+        self.http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            transport=transport,
+            event_hooks={"request": [_add_request_id]},
+        )
+
+    def timeout(self, seconds: float | None) -> httpx.Timeout:
+        """A timeout of ``seconds`` per read that still connects quickly."""
+        return httpx.Timeout(seconds, connect=self._connect_timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn transport failures into the one-line, exit-2 message."""
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise self.unreachable() from exc
+            raise Unreachable(f"the {self.name} at {self.base_url} did not answer in time") from exc
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.NetworkError) as exc:
+            raise self.unreachable() from exc
+
+    def unreachable(self) -> Unreachable:
+        return Unreachable(f"cannot reach the {self.name} at {self.base_url} — is the stack running? try `make up`")
+
+    def _check(self, response: httpx.Response) -> None:
+        if response.is_success:
+            return
+        response.read()
+        detail = error_detail(response)
+        if response.status_code >= 500:
+            request_id = response.headers.get("X-Request-ID") or response.request.headers.get("X-Request-ID")
+            message = f"the {self.name} failed ({response.status_code}): {detail} [request id {request_id}]"
+            raise CLIError(message, status=response.status_code)
+        raise CLIError(detail, status=response.status_code)
+
+    def request(self, method: str, path: str, *, timeout: Any = _DEFAULT, **kwargs: Any) -> Any:
+        """One call; returns the decoded JSON body (``None`` for an empty reply)."""
+        if timeout is not _DEFAULT:
+            kwargs["timeout"] = timeout
+        with self._translated():
+            response = self.http.request(method, path, **kwargs)
+        self._check(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise CLIError(f"the {self.name} at {self.base_url} sent a reply that is not JSON") from exc
+
+    def events(self, method: str, path: str, **kwargs: Any) -> Iterator[Any]:
+        """The ``data`` of each server-sent event, JSON-decoded; ``[DONE]`` ends the stream."""
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        with self._translated(), self.http.stream(method, path, headers=headers, **kwargs) as response:
+            self._check(response)
+            for event in EventSource(response).iter_sse():
+                if event.data == "[DONE]":
+                    return
+                if not event.data:
+                    continue
+                try:
+                    yield json.loads(event.data)
+                except ValueError as exc:
+                    raise CLIError(f"the {self.name} sent an event that is not JSON: {event.data[:100]}") from exc
+
+    def healthy(self) -> bool:
+        """Is the process up at all (``/healthz``)? Never raises."""
+        try:
+            return self.http.get("/healthz", timeout=self.timeout(self._connect_timeout)).is_success
+        except httpx.HTTPError:
+            return False
+
+
+def model_path(name: str) -> str:
+    owner, _, rest = name.partition("/")
+    return f"/v1/models/{quote(owner, safe='')}/{quote(rest, safe='')}"
+
+
+def job_path(job_id: str) -> str:
+    return f"/v1/jobs/{quote(job_id, safe='')}"
+
+
+class Registry(ServiceClient):
+    """The model registry: pulls, jobs and the local model store."""
+
+    def pull(self, body: dict[str, Any]) -> Any:
+        return self.request("POST", "/v1/pulls", json=body)
+
+    def models(self) -> Any:
+        return self.request("GET", "/v1/models")
+
+    def model(self, name: str) -> Any:
+        return self.request("GET", model_path(name))
+
+    def find_model(self, name: str) -> Any | None:
+        """The model's info, or ``None`` when the registry does not have it."""
+        with self._translated():
+            response = self.http.get(model_path(name))
+        if response.status_code == 404:
+            return None
+        self._check(response)
+        return response.json()
+
+    def remove(self, name: str) -> None:
+        self.request("DELETE", model_path(name))
+
+    def verify(self, name: str) -> Any:
+        return self.request("POST", model_path(name) + "/verify")
+
+    def import_dir(self, body: dict[str, Any]) -> Any:
+        return self.request("POST", "/v1/imports", json=body)
+
+    def jobs(self) -> Any:
+        return self.request("GET", "/v1/jobs")
+
+    def job(self, job_id: str) -> Any:
+        return self.request("GET", job_path(job_id))
+
+    def cancel(self, job_id: str, *, purge: bool = False) -> Any:
+        return self.request("DELETE", job_path(job_id), params={"purge": str(purge).lower()})
+
+    def follow(self, job_id: str, *, poll_interval: float = 0.5, stream_timeout: float = 300.0) -> Iterator[Any]:
+        """Every state of a job until it ends: SSE when offered, else (or after a drop) polling."""
+        last: Any = None
+        try:
+            for info in self.events("GET", job_path(job_id) + "/events", timeout=self.timeout(stream_timeout)):
+                if isinstance(info, dict) and "state" in info:
+                    last = info
+                    yield info
+                    if info["state"] in TERMINAL_JOB_STATES:
+                        return
+        except (SSEError, Unreachable):
+            pass  # no SSE here, or the stream dropped: polling below says how the job ended
+        except CLIError:
+            if last is not None:
+                raise
+            self.job(job_id)  # a 404 for an unknown job raises its detail; else SSE is unsupported
+        while True:
+            info = self.job(job_id)
+            if info != last:
+                yield info
+                last = info
+            if info.get("state") in TERMINAL_JOB_STATES:
+                return
+            time.sleep(poll_interval)
+
+
+class Gateway(ServiceClient):
+    """The inference gateway: OpenAI chat, hot swap and status."""
+
+    def status(self) -> Any:
+        return self.request("GET", "/v1/status")
+
+    def serve(self, model: str, *, replicas: int = 1, wait: bool = True, timeout: float | None = None) -> Any:
+        body = {"model": model, "replicas": replicas, "wait": wait}
+        return self.request("POST", "/v1/serve", json=body, timeout=self.timeout(timeout))
+
+    def chat(self, body: dict[str, Any], *, stream_timeout: float = 300.0) -> Iterator[Any]:
+        """Chat-completion chunks as they are generated (OpenAI SSE)."""
+        return self.events("POST", "/v1/chat/completions", json=body, timeout=self.timeout(stream_timeout))
