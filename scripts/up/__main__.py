@@ -69,12 +69,12 @@ def ensure_model(stack: Stack, model: str, write_demo: Callable[[], str], hub: s
 
 def start_services(
     settings: LLFSettings, choice: Choice, environ: Mapping[str, str]
-) -> tuple[Callable[[str], str], Callable[[str], Callable[[], str | None]], Callable[[], str]]:
+) -> tuple[Callable[[str], Callable[[], str]], Callable[[str], Callable[[], str | None]], Callable[[], str]]:
     """Start the stack; returns (where to look for a program's log, liveness check, demo writer)."""
     if choice.mode == "local":
         plan = localplan.bring_up(settings, environ)
         return (
-            lambda program: str(plan.log_of(program)),
+            lambda program: lambda: localplan.log_hint(plan.log_of(program)),
             lambda program: localplan.gave_up(plan.run_dir, program),
             lambda: localplan.write_demo(settings),
         )
@@ -83,7 +83,7 @@ def start_services(
     compose.up(REPO, target, environ)
     state.update(settings.run_path, mode="compose", target=target)
     return (
-        lambda program: f"`make logs` (docker compose logs {program})",
+        lambda program: lambda: f"`make logs` (docker compose logs {program})",
         lambda program: lambda: None,
         lambda: compose.write_demo(REPO, target, environ),
     )

@@ -148,3 +148,13 @@ def write_demo(settings: LLFSettings, seed: int = 0) -> str:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return str(out)
+
+
+def log_hint(path: Path, lines: int = 8) -> str:
+    """The log path, plus its last lines so the cause is usually on screen already."""
+    try:
+        tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return str(path)
+    shown = "\n".join(f"    | {line}" for line in tail)
+    return f"{path}; its last lines:\n{shown}" if tail else str(path)

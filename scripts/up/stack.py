@@ -102,7 +102,7 @@ class Stack:
         url: str,
         what: str,
         timeout: float,
-        where: str,
+        where: Callable[[], str],
         dead: Callable[[], str | None] = lambda: None,
     ) -> None:
         """Poll ``url`` until 200; fail early when ``dead()`` says the process gave up."""
@@ -118,9 +118,9 @@ class Stack:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             problem = dead()
             if problem:
-                raise UpError(f"{what} is not running: {problem}; see {where}")
+                raise UpError(f"{what} is not running: {problem}; see {where()}")
             if time.monotonic() > deadline:
-                raise UpError(f"{what} not ready after {timeout:.0f}s at {url} ({last}); see {where}")
+                raise UpError(f"{what} not ready after {timeout:.0f}s at {url} ({last}); see {where()}")
             time.sleep(self.poll)
 
     # ---------------------------------------------------------------- registry
@@ -200,7 +200,7 @@ class Stack:
         body: dict[str, Any] = response.json()
         return body
 
-    def serve(self, model: str, timeout: float, where: str) -> None:
+    def serve(self, model: str, timeout: float, where: Callable[[], str]) -> None:
         """Ask the gateway to serve ``model`` (unless it already does) and wait until it is ready."""
         if model in self.status().get("models", []):
             ui.info(f"{model} is already being served")
@@ -219,9 +219,9 @@ class Stack:
                 ui.info(f"gateway: {state}" + (f" ({status['message']})" if status.get("message") else ""))
                 last_state = state
             if state == "failed":
-                raise UpError(f"the engine failed to load {model}: {failure_of(status)}; see {where}")
+                raise UpError(f"the engine failed to load {model}: {failure_of(status)}; see {where()}")
             if time.monotonic() > deadline:
-                raise UpError(f"{model} not ready after {timeout:.0f}s (gateway {state}); see {where}")
+                raise UpError(f"{model} not ready after {timeout:.0f}s (gateway {state}); see {where()}")
             time.sleep(self.poll * 2)
 
 
