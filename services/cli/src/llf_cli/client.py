@@ -81,9 +81,6 @@ class ServiceClient:
         """A timeout of ``seconds`` per read that still connects quickly."""
         return httpx.Timeout(seconds, connect=self._connect_timeout)
 
-    def close(self) -> None:
-        self.http.close()
-
     @contextmanager
     def _translated(self) -> Iterator[None]:
         """Turn transport failures into the one-line, exit-2 message."""

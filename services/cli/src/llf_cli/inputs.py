@@ -59,7 +59,8 @@ class PlainReader:
 class TerminalReader:
     """prompt_toolkit with a history file; Enter sends unless the message is still open."""
 
-    def __init__(self, history_path: Path) -> None:
+    def __init__(self, history_path: Path, **session: Any) -> None:
+        """``session`` goes to ``PromptSession`` (tests pass a pipe input and a dummy output)."""
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
@@ -75,6 +76,7 @@ class TerminalReader:
             key_bindings=_key_bindings(),
             prompt_continuation=lambda width, line_number, soft_wrap: CONTINUATION,
             placeholder=PLACEHOLDER,
+            **session,
         )
 
     def read(self) -> str:
