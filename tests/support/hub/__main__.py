@@ -1,0 +1,64 @@
+"""``python -m tests.support.hub --root DIR [--host H] [--port P] [--tiny REPO[@SEED] ...]``.
+
+Serves the stand-in until SIGTERM/SIGINT, for containers and benchmarks. Repos already under
+``--root`` are served as they are; ``--tiny``/``--large`` only create repos that do not exist yet,
+so a restart serves the same shas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from tests.support.hub import HubStandIn
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.support.hub", description=__doc__)
+    parser.add_argument("--root", type=Path, default=None, help="repo storage (default: a new temp dir)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
+    parser.add_argument("--tiny", action="append", default=[], metavar="REPO[@SEED]", help="add a tiny model repo")
+    parser.add_argument(
+        "--large", action="append", default=[], metavar="REPO:NAME:SIZE[:SEED]", help="add a random file of SIZE bytes"
+    )
+    parser.add_argument("--gated", action="append", default=[], metavar="REPO", help="make REPO gated")
+    parser.add_argument("--token", action="append", default=[], help="token accepted for gated repos")
+    args = parser.parse_args(argv)
+
+    root = args.root or Path(tempfile.mkdtemp(prefix="hub-stand-in-"))
+    hub = HubStandIn(root)
+    for spec in args.tiny:
+        repo_id, _, seed = spec.partition("@")
+        if hub.store.find(repo_id) is None:
+            hub.add_tiny_model(repo_id, seed=int(seed or 0))
+    for spec in args.large:
+        repo_id, name, size, *seed = spec.split(":")
+        repo = hub.store.find(repo_id)
+        if repo is None or name not in hub.files(repo_id):
+            hub.add_large_file(repo_id, name, int(size), seed=int(seed[0]) if seed else 0)
+    for repo_id in args.gated:
+        hub.set_gated(repo_id, True)
+    for token in args.token or filter(None, [os.environ.get("HUB_STAND_IN_TOKEN")]):
+        hub.require_token(token)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    url = hub.start(args.host, args.port)
+    print(f"hub stand-in serving {url} root={root}", flush=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        hub.stop()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
