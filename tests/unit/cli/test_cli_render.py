@@ -18,7 +18,7 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     buffer = io.StringIO()
 
     def fake_console(*, stderr: bool = False) -> Console:
-        return Console(file=buffer, force_terminal=True, width=120, color_system="standard")
+        return Console(file=buffer, force_terminal=True, width=120, color_system="standard", highlight=False)
 
     monkeypatch.setattr(render, "console", fake_console)
     return buffer
@@ -63,9 +63,11 @@ def test_plain_progress_prints_a_line_per_phase_and_quarter(capsys: pytest.Captu
 
 
 def test_tables_use_colour_only_on_a_terminal(terminal: io.StringIO) -> None:
-    status = {"state": "degraded", "models": ["a/b"], "replicas": [{"id": "r1", "model": "a/b", "last_error": "boom"}]}
-    render.status_view("http://r", True, "http://g", status)
-    assert "\x1b[" in terminal.getvalue() and "r1: boom" in terminal.getvalue()
+    replica = {"id": "r1", "model": "a/b", "last_error": "boom", "log_tail": [f"line {i}" for i in range(20)]}
+    render.status_view("http://r", True, "http://g", {"state": "degraded", "models": ["a/b"], "replicas": [replica]})
+    text = terminal.getvalue()
+    assert "\x1b[" in text and "r1: boom" in text
+    assert "line 19" in text and "line 12" in text and "line 11" not in text
 
 
 def test_waiting_shows_a_spinner_on_a_terminal(terminal: io.StringIO) -> None:

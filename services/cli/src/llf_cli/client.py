@@ -104,7 +104,7 @@ class ServiceClient:
         if response.status_code >= 500:
             request_id = response.headers.get("X-Request-ID") or response.request.headers.get("X-Request-ID")
             message = f"the {self.name} failed ({response.status_code}): {detail} [request id {request_id}]"
-            raise CLIError(message, status=response.status_code)
+            raise CLIError(message, status=response.status_code, detail=detail)
         raise CLIError(detail, status=response.status_code)
 
     def request(self, method: str, path: str, *, timeout: Any = _DEFAULT, **kwargs: Any) -> Any:

@@ -21,11 +21,15 @@ EXIT_INTERRUPTED = 130
 class CLIError(click.ClickException):
     """One red line on stderr and an exit code; never a traceback (unless ``LLF_DEBUG=1``)."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_ERROR, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, exit_code: int = EXIT_ERROR, *, status: int | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(message)
         self.exit_code = exit_code  # type: ignore[misc]  # click declares it a class default
         self.status = status
         """The HTTP status behind the error, when a service answered."""
+        self.detail = detail or message
+        """The service's own words, without the CLI's framing."""
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.secho(f"error: {self.format_message()}", fg="red", err=file is None, file=file)

@@ -96,7 +96,7 @@ def start_pull(
         reply: dict[str, Any] = state.registry.pull(body)
     except CLIError as exc:
         if exc.status in HUB_TROUBLE:
-            raise CLIError(hub_hint(repo, exc.format_message()), exc.exit_code, status=exc.status) from exc
+            raise CLIError(hub_hint(repo, exc.detail), exc.exit_code, status=exc.status) from exc
         raise
     return reply
 

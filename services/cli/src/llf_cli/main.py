@@ -266,8 +266,8 @@ def finish_job(state: State, job: dict[str, Any], detach: bool, as_json: bool, s
         return
     flows.check_job(job)
     result = job.get("result") or {}
-    if result.get("verified") is False:
-        raise CLIError(f"{job.get('repo')} did not verify: {result.get('error') or result}")
+    if result.get("ok") is False or result.get("verified") is False:
+        raise CLIError(f"{job.get('repo')} did not verify: {result.get('error') or result.get('problems') or result}")
     if not as_json:
         click.echo(f"✓ {success}")
 

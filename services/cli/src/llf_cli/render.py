@@ -24,6 +24,9 @@ from rich.table import Table
 PLAIN_WIDTH = 160
 """Width for non-terminals: wide enough that repo ids and paths never wrap in logs."""
 
+LOG_TAIL_LINES = 8
+"""Engine log lines shown under a replica that failed: enough to see why, not a log dump."""
+
 PHASE_LABELS = {
     "waiting": "waiting",
     "preflight": "checking",
@@ -272,6 +275,8 @@ def status_view(registry_url: str, registry_up: bool, gateway_url: str, status: 
     for replica in replicas:
         if replica.get("last_error"):
             out.print(f"{replica.get('id')}: {replica['last_error']}", style="red", markup=False)
+            for line in (replica.get("log_tail") or [])[-LOG_TAIL_LINES:]:
+                out.print(f"  {line}", style="dim", markup=False)
 
 
 def config_view(values: dict[str, Any], path: str, exists: bool) -> None:
