@@ -9,13 +9,18 @@ It answers what a gateway may ask an engine: ``POST /v1/chat/completions`` and
 ``/v1/completions`` (``max_tokens`` = number of chunks, streamed when ``stream`` is true),
 ``GET /v1/models``, ``/health``, ``/healthz``, ``/metrics``, ``/version``.
 
-Run: ``python -m bench.upstream --port 9000 [--model bench/upstream] [--batch 1]``.
+Run: ``python -m bench.upstream --port 9000 [--served-model-name bench/upstream] [--batch 1]``.
+It takes vLLM's own command-line shape (``--model PATH --served-model-name NAME --host --port``,
+anything else ignored), so the gateway can launch it as its "engine" through
+``LLF_ENGINE_COMMAND`` — the gateway then relays exactly as it relays vLLM. The batch size can
+also come from ``LLF_BENCH_UPSTREAM_BATCH`` (the gateway passes its environment on).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -147,11 +152,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--model", default="bench/upstream")
-    parser.add_argument("--batch", type=int, default=1, help="chunks per ASGI message (1 = like vLLM)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--model", default="bench/upstream", help="a path or a name (like vLLM)")
+    parser.add_argument("--served-model-name", default=None, help="the name clients use (like vLLM)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=int(os.environ.get("LLF_BENCH_UPSTREAM_BATCH", "1")),
+        help="chunks per ASGI message (1 = one write per chunk, like vLLM)",
+    )
+    args, _ignored = parser.parse_known_args(argv)
     uvicorn.run(
-        Upstream(args.model, args.batch),
+        Upstream(args.served_model_name or args.model, args.batch),
         host=args.host,
         port=args.port,
         loop="uvloop",

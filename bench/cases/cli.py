@@ -56,7 +56,7 @@ def profile_help(env: dict[str, str]) -> str | None:
     PROFILES_DIR.mkdir(parents=True, exist_ok=True)
     text = PROFILES_DIR / "cli-help.pyinstrument.txt"
     importtime = PROFILES_DIR / "cli-help.importtime.txt"
-    subprocess.run([str(VENV_BIN / "pyinstrument"), "-r", "text", "--show-all", "-o", str(text),
+    subprocess.run([str(VENV_BIN / "pyinstrument"), "-r", "text", "-o", str(text),
                     str(VENV_BIN / "llf"), "--help"], env=env, capture_output=True, check=False)
     done = subprocess.run([sys.executable, "-X", "importtime", str(VENV_BIN / "llf"), "--help"],
                           env=env, capture_output=True, text=True, check=False)
