@@ -1,0 +1,1 @@
+"""HTTP routes of the registry: thin translations from requests to ``Registry`` calls."""

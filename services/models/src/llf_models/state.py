@@ -1,0 +1,204 @@
+"""What the registry keeps in Redis besides RQ's own keys: index, locks, cancel flags, liveness.
+
+None of it is precious. The index is a cache of the manifests on disk (rebuilt whenever its
+marker key is missing); a lock expires unless its holder keeps refreshing it, and a lock whose
+holder is known dead is taken over at once; a cancel flag only matters while its job runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from types import TracebackType
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from llf_models.errors import LockTimeout
+from llf_models.store import Manifest, Store
+
+log = logging.getLogger(__name__)
+
+PREFIX = "llf:models"
+INDEX_KEY = f"{PREFIX}:index"
+INDEX_MARKER = f"{PREFIX}:index:built"
+OUR_WORKERS = f"{PREFIX}:workers"
+
+
+def alive_key(holder: str) -> str:
+    return f"{PREFIX}:alive:{holder}"
+
+
+def lock_key(repo: str) -> str:
+    return f"{PREFIX}:lock:{repo}"
+
+
+def cancel_key(job_id: str) -> str:
+    return f"{PREFIX}:cancel:{job_id}"
+
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_REFRESH = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+def release_if_held(redis: Redis, key: str, holder: str) -> bool:
+    """Delete ``key`` only if ``holder`` still holds it (atomic)."""
+    return bool(redis.eval(_RELEASE, 1, key, holder))
+
+
+class ModelIndex:
+    """Repo id -> manifest JSON in one Redis hash, mirrored from the manifests on disk."""
+
+    def __init__(self, redis: Redis, store: Store) -> None:
+        self.redis = redis
+        self.store = store
+
+    def rebuild(self) -> int:
+        manifests = self.store.manifests()
+        with self.redis.pipeline() as pipe:
+            pipe.delete(INDEX_KEY)
+            if manifests:
+                pipe.hset(INDEX_KEY, mapping={m.repo: m.model_dump_json() for m in manifests})
+            pipe.set(INDEX_MARKER, str(time.time()))
+            pipe.execute()
+        log.info("model index rebuilt", extra={"models": len(manifests)})
+        return len(manifests)
+
+    def ensure(self) -> None:
+        """Rebuild if Redis lost the index (flushed, or restarted without persistence)."""
+        if not self.redis.exists(INDEX_MARKER):
+            self.rebuild()
+
+    def put(self, manifest: Manifest) -> None:
+        self.redis.hset(INDEX_KEY, manifest.repo, manifest.model_dump_json())
+
+    def remove(self, repo: str) -> None:
+        self.redis.hdel(INDEX_KEY, repo)
+
+    def all(self) -> list[Manifest]:
+        """Every indexed manifest; falls back to reading the disk when Redis is unreachable."""
+        try:
+            self.ensure()
+            raw = self.redis.hgetall(INDEX_KEY)
+        except RedisError as exc:
+            log.warning("index unavailable, reading manifests from disk", extra={"error": str(exc)})
+            return self.store.manifests()
+        manifests = [Manifest.model_validate_json(value) for value in raw.values()]
+        return sorted(manifests, key=lambda m: m.repo)
+
+    def get(self, repo: str) -> Manifest | None:
+        try:
+            self.ensure()
+            raw = self.redis.hget(INDEX_KEY, repo)
+        except RedisError:
+            return self.store.read_manifest(repo)
+        return Manifest.model_validate_json(raw) if raw else None
+
+
+class RepoLock:
+    """Exclusive right to write one repo's files, held in Redis by a named holder.
+
+    The key expires after ``ttl`` seconds unless refreshed; a background thread refreshes it
+    while held. If the holder's liveness key is gone (its worker was SIGKILLed), the lock is
+    taken over immediately instead of waiting for the expiry.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        repo: str,
+        holder: str,
+        *,
+        ttl: float = 30.0,
+        wait: float = 0.0,
+        on_wait: Callable[[], None] | None = None,
+        announce: bool = False,
+    ) -> None:
+        self.redis = redis
+        self.repo = repo
+        self.key = lock_key(repo)
+        self.holder = holder
+        self.ttl_ms = int(ttl * 1000)
+        self.wait = wait
+        self.on_wait = on_wait
+        self.announce = announce  # set our own liveness key (holders that are not workers)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.wait
+        while True:
+            if self.announce:
+                self.redis.set(alive_key(self.holder), "1", px=self.ttl_ms)
+            if self.redis.set(self.key, self.holder, nx=True, px=self.ttl_ms):
+                break
+            current = self.redis.get(self.key)
+            if current is not None and not self.redis.exists(alive_key(current.decode())):
+                log.warning("taking over lock of dead holder", extra={"repo": self.repo, "holder": current.decode()})
+                release_if_held(self.redis, self.key, current.decode())
+                continue
+            if time.monotonic() >= deadline:
+                who = current.decode() if current else "another job"
+                raise LockTimeout(f"{self.repo} is being written by another job ({who}); try again when it is done")
+            if self.on_wait is not None:
+                self.on_wait()
+            time.sleep(0.2)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._refresh, name=f"lock-{self.repo}", daemon=True)
+        self._thread.start()
+
+    def _refresh(self) -> None:
+        interval = self.ttl_ms / 3000
+        while not self._stop.wait(interval):
+            try:
+                if self.announce:
+                    self.redis.set(alive_key(self.holder), "1", px=self.ttl_ms)
+                if not self.redis.eval(_REFRESH, 1, self.key, self.holder, self.ttl_ms):
+                    log.warning("lost repo lock", extra={"repo": self.repo})
+                    return
+            except RedisError as exc:  # pragma: no cover - transient; the next tick retries
+                log.warning("lock refresh failed", extra={"repo": self.repo, "error": str(exc)})
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+        try:
+            release_if_held(self.redis, self.key, self.holder)
+            if self.announce:
+                self.redis.delete(alive_key(self.holder))
+        except RedisError as exc:  # pragma: no cover - the key expires on its own
+            log.warning("lock release failed", extra={"repo": self.repo, "error": str(exc)})
+
+    def __enter__(self) -> RepoLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def api_holder() -> str:
+    """A lock holder name for the API process (not a worker)."""
+    return f"api-{uuid.uuid4().hex[:12]}"
+
+
+def release_locks_of(redis: Redis, holder: str) -> int:
+    """Drop every repo lock ``holder`` still holds (its work horse was killed)."""
+    released = 0
+    for key in redis.scan_iter(match=f"{PREFIX}:lock:*", count=200):
+        if release_if_held(redis, key.decode() if isinstance(key, bytes) else key, holder):
+            released += 1
+    return released
