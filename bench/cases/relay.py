@@ -1,0 +1,130 @@
+"""#2 SSE relay capacity: the gateway in front of a synthetic upstream vs the upstream hit directly.
+
+The gateway (``llf-inference``) launches ``bench.upstream`` as its "engine" through
+``LLF_ENGINE_COMMAND`` and serves it from a pinned ``model_paths`` entry, so it relays exactly
+as it relays vLLM. The gateway is pinned to CPU 0; the upstream and this client share CPU 1.
+Alternating, streams go through the gateway and straight to the upstream's port. Figures:
+chunks/s through the gateway (target ≥ 30k on its one core), the same upstream direct, their
+ratio, and chunks per gateway CPU-second (its capacity when it is the bottleneck).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import httpx
+import psutil
+
+from bench import load
+from bench.context import Context
+from bench.procs import VENV_BIN, Proc, Profiler, free_port, pin, wait_http
+from bench.report import TIMES, Result, Target
+
+MODEL = "bench/upstream"
+CHUNKS_PER_RUN = 200_000
+CONCURRENCY = (1, 8)
+UPSTREAM_BATCH = 16
+
+
+def gateway_cpu_s(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def start_gateway(ctx: Context) -> tuple[Proc, str, int, int]:
+    """The gateway serving the synthetic upstream; returns (proc, url, engine pid, engine port)."""
+    model_dir = ctx.path("relay", "model")
+    (model_dir / "config.json").write_text("{}\n")
+    port = free_port()
+    env = {
+        "LLF_HOME": str(ctx.path("relay", "home")),
+        "LLF_INFERENCE_HOST": "127.0.0.1",
+        "LLF_INFERENCE_PORT": str(port),
+        "LLF_ENGINE_COMMAND": json.dumps([sys.executable, "-m", "bench.upstream"]),
+        "LLF_MODEL_PATHS": json.dumps({MODEL: str(model_dir)}),
+        "LLF_BENCH_UPSTREAM_BATCH": str(UPSTREAM_BATCH),
+        "LLF_LOG_LEVEL": "WARNING",
+        "LLF_CONFIG": str(ctx.path("relay") / "no-config.json"),
+    }
+    # cwd is the repo root, so the engine's ``python -m bench.upstream`` finds this package.
+    proc = Proc([str(VENV_BIN / "llf-inference")], ctx.workdir / "relay" / "gateway.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz", proc, timeout=60)
+        response = httpx.post(f"{url}/v1/serve", json={"model": MODEL, "wait": True}, timeout=120)
+        if response.status_code >= 400:
+            raise RuntimeError(f"POST /v1/serve: HTTP {response.status_code} {response.text[:300]}")
+        wait_http(f"{url}/readyz", proc, timeout=60)
+        replica = httpx.get(f"{url}/v1/status", timeout=10).json()["replicas"][0]
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, url, int(replica["pid"]), int(replica["port"])
+
+
+def run(ctx: Context, result: Result) -> None:
+    gateway, url, engine_pid, engine_port = start_gateway(ctx)
+    own_cpus = os.sched_getaffinity(0)
+    try:
+        pin(gateway.pid, {0})
+        pin(engine_pid, {1})
+        os.sched_setaffinity(0, {1} & set(range(os.cpu_count() or 1)) or own_cpus)
+        direct = f"http://127.0.0.1:{engine_port}/v1/chat/completions"
+        via = f"{url}/v1/chat/completions"
+        for concurrency in CONCURRENCY:
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                    "max_tokens": CHUNKS_PER_RUN // concurrency}
+            load.batch("relay", via, {**body, "max_tokens": 1000}, concurrency)  # warm-up: connections, caches
+            for _ in range(ctx.reps):
+                straight = load.batch("relay", direct, body, concurrency)
+                cpu0 = gateway_cpu_s(gateway.pid)
+                relayed = load.batch("relay", via, body, concurrency)
+                cpu = gateway_cpu_s(gateway.pid) - cpu0
+                errors = straight.errors + relayed.errors
+                if errors:
+                    raise RuntimeError(f"{len(errors)} failed streams: {errors[:2]}")
+                total = sum(s.chunks for s in relayed.streams)
+                key = f"c{concurrency}"
+                result.metric(f"gateway_{key}", "chunks/s", f"through the gateway, {concurrency} streams").add(
+                    relayed.chunks_per_s
+                )
+                result.metric(f"direct_{key}", "chunks/s", f"upstream direct, {concurrency} streams").add(
+                    straight.chunks_per_s
+                )
+                ratio = relayed.chunks_per_s / straight.chunks_per_s
+                result.metric(f"ratio_{key}", TIMES, "gateway / direct").add(ratio)
+                result.metric(f"per_cpu_s_{key}", "chunks/CPU-s", "chunks per gateway CPU-second").add(
+                    total / max(cpu, 1e-9)
+                )
+        result.params.update({
+            "chunks_per_run": CHUNKS_PER_RUN, "concurrency": list(CONCURRENCY), "upstream_batch": UPSTREAM_BATCH,
+            "chunk_bytes": 181, "pinning": "gateway CPU 0; upstream + client CPU 1",
+        })
+        result.commands["gateway"] = (f"LLF_ENGINE_COMMAND='[\"python\",\"-m\",\"bench.upstream\"]' "
+                                      f"LLF_BENCH_UPSTREAM_BATCH={UPSTREAM_BATCH} llf-inference; POST /v1/serve; "
+                                      f"stream POST /v1/chat/completions")
+        result.commands["direct"] = "the same stream from the upstream's own port (GET /v1/status replicas[0].port)"
+        result.targets.append(Target("relay chunks/s, gateway on one core, 8 streams", "gateway_c8", ">=", 30_000))
+        result.targets.append(Target("chunks per gateway CPU-second, 8 streams", "per_cpu_s_c8", ">=", 30_000))
+        result.reported += [
+            ("upstream direct chunks/s, 8 streams", "direct_c8"),
+            ("gateway ÷ direct, 8 streams", "ratio_c8"),
+            ("relay chunks/s, 1 stream", "gateway_c1"),
+            ("gateway ÷ direct, 1 stream", "ratio_c1"),
+        ]
+        result.notes.append(
+            "the client shares CPU 1 with the upstream, so wall-clock chunks/s through the gateway is bounded by "
+            "the client, not the gateway (see chunks per gateway CPU-second); the upstream writes "
+            f"{UPSTREAM_BATCH} chunks per message"
+        )
+        if result.missed():
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                    "max_tokens": CHUNKS_PER_RUN // 8}
+            with Profiler(gateway.pid, "relay-gateway", duration=30) as profiler:
+                load.batch("relay", via, body, 8)
+            result.profile = profiler.result()
+    finally:
+        os.sched_setaffinity(0, own_cpus)
+        gateway.stop()
