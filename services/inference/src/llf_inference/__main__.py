@@ -1,0 +1,50 @@
+"""``llf-inference``: run the gateway with uvicorn until SIGTERM/SIGINT.
+
+On SIGTERM uvicorn stops accepting connections and lets streams finish for at most
+``drain_timeout_s``; the app's lifespan then stops every engine by process group. The
+``finally`` below is the last line of defence: whatever happened, no engine outlives us
+(engines also get SIGTERM from the kernel if this process dies, see ``engine.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from llf_common.errors import ConfigError
+from llf_common.logging import configure_logging
+
+from llf_inference.settings import get_settings
+
+
+def main() -> None:
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        print(f"llf-inference: {exc.detail}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level, settings.log_format, service="inference")
+    settings.ensure_dirs()
+
+    from llf_inference.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        from llf_inference.engine import stop_all_engines
+
+        stop_all_engines(settings.stop_timeout_s)
+
+
+if __name__ == "__main__":
+    main()

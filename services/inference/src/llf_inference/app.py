@@ -1,0 +1,72 @@
+"""``create_app(settings)``: the gateway's FastAPI app, its lifespan and error shape.
+
+Errors on every route are OpenAI-shaped (``{"error": {"message", "type", "code"}}``), since
+OpenAI clients are the main callers. The API key guards everything but ``/healthz`` and
+``/readyz``. Only plain-ASGI middlewares are installed (``llf_common.web``), so streamed
+responses are not wrapped per chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from llf_common.web import api_key_dependency, base_app, openai_body
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llf_inference import __version__
+from llf_inference.api import control, openai
+from llf_inference.gateway import Gateway
+from llf_inference.settings import InferenceSettings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: InferenceSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = Gateway(settings)
+        app.state.gateway = gateway
+        log.info(
+            "gateway started",
+            extra={
+                "device": settings.resolved_device,
+                "swap": settings.resolved_swap_strategy,
+                "engine": " ".join(settings.launcher),
+            },
+        )
+        if settings.serve_on_start:
+            gateway.serve_on_start(settings.serve_on_start)
+        try:
+            yield
+        finally:
+            log.info("gateway stopping: draining streams and stopping engines")
+            await gateway.close()
+
+    app = base_app(
+        "llf inference gateway",
+        __version__,
+        body=openai_body,
+        max_body_bytes=settings.max_body_bytes,
+        lifespan=lifespan,
+    )
+    auth = [Depends(api_key_dependency(settings.api_key))]
+    app.include_router(openai.router, dependencies=auth)
+    app.include_router(control.router, dependencies=auth)
+    app.include_router(control.health)
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return JSONResponse(
+            openai_body(exc.status_code, "not_found" if exc.status_code == 404 else "http_error", str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    return app

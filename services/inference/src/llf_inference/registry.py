@@ -1,0 +1,79 @@
+"""Where a model's files are: ask the registry, and refuse what should not be served.
+
+The gateway serves only what the registry lists as present and verified (a model with
+unchecked or corrupt files would fail in the engine with a far worse message), and only
+from a directory the gateway can read itself (the engine runs beside it). ``model_paths``
+in the settings pins models to local directories without a registry (trusted as is).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+from llf_common.errors import Conflict, NotFound, UpstreamError
+from llf_common.wire import ModelInfo
+
+from llf_inference.settings import InferenceSettings
+
+
+async def resolve(settings: InferenceSettings, model: str) -> ModelInfo:
+    """The registry's record of ``model`` (``NotFound``/``Conflict``/``UpstreamError`` otherwise)."""
+    pinned = settings.model_paths.get(model)
+    if pinned is not None:
+        info = ModelInfo(name=model, revision="local", sha="", path=pinned, size_bytes=0, verified=True)
+    else:
+        info = await _fetch(settings, model)
+        if not info.verified:
+            raise Conflict(
+                f"model {model} is in the registry but not verified; run `llf verify {model}` "
+                "(or wait for its pull to finish) before serving it"
+            )
+    _check_readable(model, info.path)
+    return info
+
+
+async def _fetch(settings: InferenceSettings, model: str) -> ModelInfo:
+    headers = {}
+    if settings.api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+    url = f"{settings.models_url}/v1/models/{model}"
+    try:
+        async with httpx.AsyncClient(timeout=settings.registry_timeout_s) as client:
+            response = await client.get(url, headers=headers)
+    except httpx.HTTPError as exc:
+        raise UpstreamError(
+            f"cannot reach the model registry at {settings.models_url} ({type(exc).__name__}); is it running?"
+        ) from None
+    if response.status_code == 404:
+        raise NotFound(f"model {model} is not in the registry; pull it first: `llf pull {model}`")
+    if response.status_code != 200:
+        raise UpstreamError(f"the model registry answered {response.status_code} for {model}: {_detail(response)}")
+    try:
+        data = response.json()
+        known = {key: value for key, value in data.items() if key in ModelInfo.model_fields}
+        return ModelInfo.model_validate(known)
+    except (ValueError, AttributeError) as exc:
+        raise UpstreamError(f"the model registry sent an unreadable record for {model}: {exc}") from None
+
+
+def _check_readable(model: str, path: str) -> None:
+    directory = Path(path)
+    if not directory.is_dir() or not os.access(directory, os.R_OK | os.X_OK):
+        raise Conflict(
+            f"the files of {model} are at {path}, which the gateway cannot read; "
+            "run the gateway where the model store is mounted (same LLF_HOME / LLF_MODELS_DIR)"
+        )
+    if not (directory / "config.json").is_file():
+        raise Conflict(f"{path} has no config.json; it is not a model directory an engine can load")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("error") or body)[:200]
+    return str(body)[:200]

@@ -1,0 +1,58 @@
+"""Which replica answers a request: a ready one serving the model, least outstanding requests first.
+
+The answer when there is none is part of the API: a model nobody serves is a 404 naming the
+models that are served; a model that is starting, restarting or being switched to is a 503
+with ``Retry-After`` (a client that honours it never sees a failure during a swap); a model
+whose engine gave up is a 503 with the reason. A request without ``model`` goes to the
+gateway's current model, as vLLM itself does.
+"""
+
+from __future__ import annotations
+
+from llf_common.errors import LLFError, NotFound, Unavailable
+
+from llf_inference.replica import Replica
+from llf_inference.supervisor import Supervisor
+
+
+class ModelNotServed(NotFound):
+    code = "model_not_found"
+
+
+class EngineFailed(LLFError):
+    """The engine for this model gave up; retrying the request cannot help until ``llf serve``."""
+
+    status_code = 503
+    code = "engine_failed"
+
+
+def pick(supervisor: Supervisor, model: str | None) -> Replica:
+    """The ready replica of ``model`` with the fewest requests in flight (ties: pool order)."""
+    name = model if model is not None else supervisor.target
+    best: Replica | None = None
+    for replica in supervisor.replicas:
+        if replica.model == name and replica.state == "ready" and (best is None or replica.in_flight < best.in_flight):
+            best = replica
+    if best is not None:
+        return best
+    raise _why_not(supervisor, name)
+
+
+def _why_not(supervisor: Supervisor, name: str | None) -> LLFError:
+    retry_after = supervisor.settings.retry_after_s
+    mine = [r for r in supervisor.replicas if r.model == name]
+    if name is not None and (name == supervisor.target or mine):
+        if supervisor.switching:
+            return Unavailable(f"switching to {supervisor.target}; retry shortly", retry_after=retry_after)
+        if mine and all(r.state == "failed" for r in mine):
+            reason = next((r.failure for r in mine if r.failure), None)
+            return EngineFailed(f"the engine for {name} failed: {reason}; run `llf serve {name}` to try again")
+        states = sorted({r.state for r in mine}) or ["starting"]
+        return Unavailable(f"{name} is not ready yet ({', '.join(states)}); retry shortly", retry_after=retry_after)
+    if supervisor.switching:
+        return Unavailable(f"switching to {supervisor.target}; retry shortly", retry_after=retry_after)
+    served = supervisor.served_models()
+    if name is None:
+        return ModelNotServed("no model is being served; start one with `llf serve MODEL`")
+    listing = ", ".join(served) if served else "none (start one with `llf serve MODEL`)"
+    return ModelNotServed(f"model '{name}' is not served by this gateway; served models: {listing}")

@@ -1,0 +1,160 @@
+"""Settings of the inference gateway (section ``"inference"`` of the config file).
+
+Everything that shapes an engine's command line lives here, with per-model overrides, so
+``llf serve MODEL`` needs no flags: the defaults start a vLLM CPU engine that fits a laptop,
+and a GPU box changes one or two keys. Environment variables are ``LLF_*`` as usual; the
+gateway's own address is ``LLF_INFERENCE_HOST``/``LLF_INFERENCE_PORT`` because the bare
+``LLF_HOST``/``LLF_PORT`` would be ambiguous between the services.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from llf_common.settings import LLFSettings
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+Device = Literal["cpu", "cuda"]
+SwapStrategy = Literal["start-then-switch", "stop-then-start"]
+ENGINE_VENV_PYTHON = Path(".venv-engine") / "bin" / "python"
+VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+def _alias(env: str, name: str) -> AliasChoices:
+    return AliasChoices(env, name)
+
+
+class EngineOptions(BaseModel):
+    """Engine arguments; the global ones, or a per-model override where ``None`` means "inherit"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: str | None = Field(None, description="--dtype (auto, bfloat16, float16, float32).")
+    max_model_len: int | None = Field(None, ge=16, description="--max-model-len; default: the model's own.")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="--gpu-memory-utilization (GPU only).")
+    tensor_parallel_size: int | None = Field(None, ge=1, description="--tensor-parallel-size.")
+    cuda_visible_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES for the engine.")
+    cpu_kvcache_space: int | None = Field(None, ge=1, description="VLLM_CPU_KVCACHE_SPACE in GiB (CPU only).")
+    enforce_eager: bool | None = Field(None, description="--enforce-eager; default true on CPU (faster start).")
+    extra_args: list[str] | None = Field(None, description="Appended verbatim to the engine command line.")
+
+    def merged(self, override: EngineOptions | None) -> EngineOptions:
+        """These options with every key that ``override`` sets replaced."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class InferenceSettings(LLFSettings):
+    """The gateway's settings; ``get_settings()`` builds them once per process."""
+
+    section: ClassVar[str | None] = "inference"
+
+    host: str = Field("127.0.0.1", validation_alias=_alias("LLF_INFERENCE_HOST", "host"))
+    port: int = Field(8000, ge=0, le=65535, validation_alias=_alias("LLF_INFERENCE_PORT", "port"))
+
+    engine_python: str | None = Field(
+        None,
+        validation_alias=_alias("LLF_ENGINE_PYTHON", "engine_python"),
+        description="Interpreter with vllm installed; default .venv-engine/bin/python if found, else python3.",
+    )
+    engine_command: list[str] | None = Field(
+        None,
+        validation_alias=_alias("LLF_ENGINE_COMMAND", "engine_command"),
+        description="Replaces '<engine_python> -m vllm.entrypoints.openai.api_server' (wrappers, tests).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when an NVIDIA device exists.")
+    dtype: str = Field("auto", description="--dtype (auto, bfloat16, float16, float32).")
+    max_model_len: int | None = Field(None, ge=16, description="--max-model-len; default: the model's own.")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="--gpu-memory-utilization (GPU).")
+    tensor_parallel_size: int = Field(1, ge=1, description="--tensor-parallel-size.")
+    cuda_visible_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES for the engines.")
+    cpu_kvcache_space: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE in GiB (CPU only).")
+    enforce_eager: bool | None = Field(None, description="--enforce-eager; default true on CPU (faster start).")
+    extra_args: list[str] = Field(default_factory=list, description="Appended verbatim to every engine command.")
+    model_overrides: dict[str, EngineOptions] = Field(
+        default_factory=dict, description="Per repo id, engine arguments that replace the global ones."
+    )
+    model_paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="Repo id -> local directory served without asking the registry (trusted, not verified).",
+    )
+    engine_env: dict[str, str] = Field(default_factory=dict, description="Extra environment for engine processes.")
+    engine_offline: bool = Field(True, description="HF_HUB_OFFLINE=1 for engines: weights come from the registry.")
+
+    readiness_timeout_s: float = Field(600.0, gt=0, description="An engine not healthy by then has failed.")
+    health_interval_s: float = Field(0.5, gt=0, description="/health poll period while an engine starts.")
+    liveness_interval_s: float = Field(5.0, gt=0, description="/health poll period once an engine is ready.")
+    liveness_failures: int = Field(3, ge=1, description="Failed /health polls in a row that count as a crash.")
+    restart_max: int = Field(3, ge=0, description="Restarts in a row before giving up on an engine.")
+    restart_backoff_s: float = Field(1.0, ge=0, description="First restart delay; doubles each time.")
+    restart_backoff_max_s: float = Field(30.0, ge=0)
+    stable_after_s: float = Field(60.0, ge=0, description="Ready this long resets the restart count.")
+    drain_timeout_s: float = Field(30.0, ge=0, description="How long streams may finish on a swap or shutdown.")
+    stop_timeout_s: float = Field(10.0, gt=0, description="SIGTERM to SIGKILL grace for an engine's process group.")
+    swap_strategy: Literal["auto", "start-then-switch", "stop-then-start"] = Field(
+        "auto", description="auto: stop-then-start on CPU (memory for one engine), start-then-switch on GPU."
+    )
+    serve_on_start: str | None = Field(
+        None, validation_alias=_alias("LLF_SERVE_ON_START", "serve_on_start"), description="Model to serve at start."
+    )
+    retry_after_s: int = Field(2, ge=1, description="Retry-After of 503s while an engine starts or restarts.")
+    log_tail_lines: int = Field(200, ge=10, description="Engine log lines kept for status and failure reports.")
+    upstream_connect_timeout_s: float = Field(5.0, gt=0)
+    upstream_read_timeout_s: float = Field(600.0, gt=0, description="Longest silence of an engine mid-response.")
+    registry_timeout_s: float = Field(10.0, gt=0)
+    max_body_bytes: int = Field(8 << 20, ge=1024, description="Largest request body (prompts can be long).")
+
+    @cached_property
+    def resolved_device(self) -> Device:
+        if self.device != "auto":
+            return self.device
+        return "cuda" if Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") else "cpu"
+
+    @cached_property
+    def resolved_swap_strategy(self) -> SwapStrategy:
+        if self.swap_strategy != "auto":
+            return self.swap_strategy
+        return "stop-then-start" if self.resolved_device == "cpu" else "start-then-switch"
+
+    @cached_property
+    def launcher(self) -> list[str]:
+        """The command that starts an engine, before the per-model arguments."""
+        if self.engine_command:
+            return list(self.engine_command)
+        return [self.engine_python or find_engine_python(), "-m", VLLM_SERVER_MODULE]
+
+    def engine_options(self, model: str) -> EngineOptions:
+        """Global engine options with the model's overrides applied (device defaults filled in)."""
+        base = EngineOptions(**{name: getattr(self, name) for name in EngineOptions.model_fields})
+        options = base.merged(self.model_overrides.get(model))
+        if options.enforce_eager is None:
+            options = options.model_copy(update={"enforce_eager": self.resolved_device == "cpu"})
+        return options
+
+
+def find_engine_python(start: Path | None = None) -> str:
+    """``.venv-engine/bin/python`` of the checkout we run from, else ``python3``.
+
+    Looked for from the working directory up and from this file up (an editable install sits
+    in the repo), never relative to ``sys.prefix``: the gateway's own venv is not the engine's.
+    """
+    roots = [start or Path.cwd(), Path(__file__).resolve()]
+    for root in roots:
+        for directory in (root, *root.parents):
+            candidate = directory / ENGINE_VENV_PYTHON
+            if candidate.is_file():
+                return str(candidate)
+    return "python3" if shutil.which("python3") else sys.executable
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> InferenceSettings:
+    """The process-wide settings (``ConfigError`` with one readable line when invalid)."""
+    settings = InferenceSettings.load()
+    assert isinstance(settings, InferenceSettings)
+    return settings
