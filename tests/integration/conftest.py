@@ -16,13 +16,12 @@ import pytest
 # huggingface_hub reads these at import time; the stand-in speaks plain HTTP, never Xet.
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from tests.support.engine import VllmEngine
 from tests.support.engine import engine_python as _engine_python
-from tests.support.hub import HubStandIn
+from tests.support.hub import TINY_REPO, HubStandIn
 from tests.support.redis_server import RedisServer
-
-TINY_REPO = "llf-test/tiny-llama"
 
 
 # ---------------------------------------------------------------- redis
@@ -61,6 +60,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubStandIn]:
         yield stand_in
     finally:
         stand_in.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(hub: HubStandIn) -> str:
+    """Repo id of the tiny model on the session's hub (its ``main`` never moves)."""
+    return TINY_REPO
 
 
 @pytest.fixture

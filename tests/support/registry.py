@@ -113,8 +113,7 @@ def coverage_env(workdir: Path) -> dict[str, str]:
         "parallel = True\n"
         "sigterm = True\n"
         "branch = False\n"
-        "patch =\n    _exit\n    fork\n"
-        + (f"source =\n    {sources}\n" if sources else ""),
+        "patch =\n    _exit\n    fork\n" + (f"source =\n    {sources}\n" if sources else ""),
         encoding="utf-8",
     )
     return {"COVERAGE_PROCESS_START": str(rc)}

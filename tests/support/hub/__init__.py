@@ -34,7 +34,9 @@ from tests.support.hub.store import (
     tree_files,
 )
 
-__all__ = ["DEFAULT_LFS_THRESHOLD", "FileMeta", "HubStandIn", "HubStoreError"]
+__all__ = ["DEFAULT_LFS_THRESHOLD", "TINY_REPO", "FileMeta", "HubStandIn", "HubStoreError"]
+
+TINY_REPO = "llf-test/tiny-llama"  # what the ``hub`` fixture pre-loads: the tiny model, seed 0
 
 
 class HubStandIn:
