@@ -7,7 +7,7 @@ fails once, with its message, instead of three times.
 
 from __future__ import annotations
 
-from llf_common.errors import LLFError
+from llf_common.errors import InsufficientStorage, LLFError, NotFound
 
 
 class Permanent:
@@ -65,3 +65,18 @@ class InvalidInput(LLFError):
 
     status_code = 422
     code = "invalid_request"
+
+
+class Missing(NotFound, Permanent):
+    """What a job was asked to work on does not exist (and will not appear by retrying)."""
+
+
+class DiskFull(InsufficientStorage, Permanent):
+    """Not enough free space for the download plus the configured margin."""
+
+
+class VerifyFailed(LLFError, Permanent):
+    """Files of a stored model are missing or do not match their manifest."""
+
+    status_code = 409
+    code = "verify_failed"

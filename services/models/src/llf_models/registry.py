@@ -18,7 +18,8 @@ from llf_common.wire import ImportRequest, JobInfo, ModelInfo, PullRequest, Pull
 
 from llf_models.errors import InvalidInput, LockTimeout
 from llf_models.hub import RemoteRepo
-from llf_models.jobs import bytes_on_disk, check_disk, default_import_name
+from llf_models.importing import default_import_name
+from llf_models.pulling import bytes_on_disk, check_disk
 from llf_models.queueing import make_job_id
 from llf_models.settings import ModelsSettings
 from llf_models.store import Manifest, Store

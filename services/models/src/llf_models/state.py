@@ -141,13 +141,14 @@ class RepoLock:
                 self.redis.set(alive_key(self.holder), "1", px=self.ttl_ms)
             if self.redis.set(self.key, self.holder, nx=True, px=self.ttl_ms):
                 break
-            current = self.redis.get(self.key)
-            if current is not None and not self.redis.exists(alive_key(current.decode())):
-                log.warning("taking over lock of dead holder", extra={"repo": self.repo, "holder": current.decode()})
-                release_if_held(self.redis, self.key, current.decode())
+            raw = self.redis.get(self.key)
+            current = raw.decode() if isinstance(raw, bytes) else raw
+            if current is not None and not self.redis.exists(alive_key(current)):
+                log.warning("taking over lock of dead holder", extra={"repo": self.repo, "holder": current})
+                release_if_held(self.redis, self.key, current)
                 continue
             if time.monotonic() >= deadline:
-                who = current.decode() if current else "another job"
+                who = current or "another job"
                 raise LockTimeout(f"{self.repo} is being written by another job ({who}); try again when it is done")
             if self.on_wait is not None:
                 self.on_wait()
