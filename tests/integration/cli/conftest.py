@@ -1,0 +1,99 @@
+"""``llf`` as a real subprocess against the real services (registry + workers, gateway + vLLM CPU engine).
+
+The stack is module-scoped: engine starts are the slow part (~40-80 s each), so one gateway is
+shared by the tests of a module, and the tests of a module may build on each other in file
+order (documented at the top of each module).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+
+from tests.support.hub import HubStandIn
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.registry import RegistryStack, coverage_env
+
+LLF = Path(sys.executable).parent / "llf"
+
+
+@dataclass
+class Llf:
+    """Runs ``llf`` with its own ``LLF_HOME`` and the stack's URLs; nothing from the developer's env."""
+
+    home: Path
+    models_url: str
+    inference_url: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("LLF_", "HF_", "COVERAGE_"))}
+        return {
+            **base,
+            "LLF_HOME": str(self.home),
+            "LLF_MODELS_URL": self.models_url,
+            "LLF_INFERENCE_URL": self.inference_url,
+            "PYTHONUNBUFFERED": "1",
+            **coverage_env(self.home),
+            **self.extra,
+        }
+
+    def __call__(self, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(LLF), *args], env={**self.env, **env}, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )  # fmt: skip
+
+    def json(self, *args: str) -> Any:
+        done = self(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def spawn(self, *args: str, **env: str) -> pexpect.spawn:
+        """``llf`` in a pseudo-terminal (a TTY: prompt_toolkit, rich bars), for interactive tests."""
+        child = pexpect.spawn(
+            str(LLF), list(args), env={**self.env, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", **env},
+            encoding="utf-8", timeout=120, dimensions=(40, 160),
+        )  # fmt: skip
+        return child
+
+
+def fresh_redis(redis_server: RedisServer) -> str:
+    if not redis_server.running:
+        redis_server.start()
+    redis_server.flushall()
+    return redis_server.url
+
+
+@pytest.fixture(scope="module")
+def registry(redis_server: RedisServer, hub: HubStandIn, tmp_path_factory: pytest.TempPathFactory,
+             ) -> Iterator[RegistryStack]:  # fmt: skip
+    """The registry API and one worker on an empty model store, for one module."""
+    assert hub.url is not None
+    stack = RegistryStack(tmp_path_factory.mktemp("cli-registry"), redis_url=fresh_redis(redis_server),
+                          hf_endpoint=hub.url)  # fmt: skip
+    try:
+        stack.start_api()
+        stack.start_worker()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def llf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("llf-home")
+
+
+def dead_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"
