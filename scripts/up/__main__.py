@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import httpx
 from llf_common.errors import ConfigError
 from llf_common.settings import LLFSettings, config_path
 
@@ -114,7 +115,7 @@ def up(settings: LLFSettings, model_arg: str | None, environ: Mapping[str, str])
         ui.step(f"model: {choice_of_model.model} (from {choice_of_model.source})")
         served = ensure_model(stack, choice_of_model.model, write_demo, settings.hf_endpoint)
 
-        ui.step(f"serving {served} (the engine takes a while to load)")
+        ui.step(f"serving {served} (loading an engine takes a minute or more on a CPU)")
         serve_timeout = _timeout(environ, "LLF_UP_SERVE_TIMEOUT", 900.0)
         stack.serve(served, serve_timeout, log_of("inference"))
         stack.wait_until(f"{settings.inference_url}/readyz", "the gateway", ready_timeout, log_of("inference"),
@@ -177,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return up(settings, args.model, environ)
     except KNOWN_ERRORS as exc:
         ui.error(getattr(exc, "detail", None) or str(exc))
+        return 1
+    except httpx.HTTPError as exc:
+        ui.error(f"lost contact with a service ({type(exc).__name__}: {exc}); `make logs` shows why")
         return 1
     except KeyboardInterrupt:
         ui.warn("interrupted: whatever started keeps running (`make down` stops it)")

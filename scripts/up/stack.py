@@ -201,17 +201,21 @@ class Stack:
         return body
 
     def serve(self, model: str, timeout: float, where: Callable[[], str]) -> None:
-        """Ask the gateway to serve ``model`` (unless it already does) and wait until it is ready."""
+        """Ask the gateway to serve ``model`` (unless it already does) and wait until it is ready.
+
+        A gateway that restarts meanwhile (supervisord or Compose bring it back idle) is asked again.
+        """
         if model in self.status().get("models", []):
             ui.info(f"{model} is already being served")
             return
-        response = self.http.post(f"{self.inference_url}/v1/serve", json={"model": model})
-        if response.status_code not in (200, 202):
-            raise UpError(f"gateway refused to serve {model}: {detail_of(response)}")
+        self._ask_to_serve(model)
         deadline = time.monotonic() + timeout
         last_state = ""
         while True:
-            status = self.status()
+            try:
+                status = self.status()
+            except (httpx.HTTPError, UpError) as exc:
+                status = {"state": f"unreachable ({type(exc).__name__})"}
             state = str(status.get("state"))
             if model in status.get("models", []):
                 return
@@ -220,9 +224,17 @@ class Stack:
                 last_state = state
             if state == "failed":
                 raise UpError(f"the engine failed to load {model}: {failure_of(status)}; see {where()}")
+            if state == "idle" and status.get("target") != model:
+                ui.info("the gateway restarted: asking it again")
+                self._ask_to_serve(model)
             if time.monotonic() > deadline:
                 raise UpError(f"{model} not ready after {timeout:.0f}s (gateway {state}); see {where()}")
             time.sleep(self.poll * 2)
+
+    def _ask_to_serve(self, model: str) -> None:
+        response = self.http.post(f"{self.inference_url}/v1/serve", json={"model": model})
+        if response.status_code not in (200, 202):
+            raise UpError(f"gateway refused to serve {model}: {detail_of(response)}")
 
 
 def failure_of(status: dict[str, Any]) -> str:
