@@ -20,6 +20,10 @@ import traceback
 from collections.abc import Callable
 from importlib import import_module
 
+# huggingface_hub reads these at import time; the hub stand-in speaks plain HTTP, never Xet.
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 from bench.context import Context
 from bench.report import Result, update_readme
 

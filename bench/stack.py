@@ -53,16 +53,22 @@ def registry(ctx: Context) -> Any:
     """Registry API + one worker on the shared Redis and hub (``tests.support.registry``)."""
 
     def start(stack: contextlib.ExitStack) -> Any:
-        from tests.support.registry import Registry
+        from tests.support.registry import RegistryStack
 
-        server = Registry(
-            home=ctx.path("registry"), redis_url=redis(ctx).url, hf_endpoint=hub(ctx).url, workers=1
-        )
-        server.start()
+        server = RegistryStack(ctx.path("registry"), redis_url=redis(ctx).url, hf_endpoint=hub(ctx).url,
+                               env={"LLF_LOG_LEVEL": "WARNING"})
         stack.callback(server.stop)
+        server.start_api()
+        server.start_worker()
         return server
 
     return ctx.shared("registry", start)
+
+
+def worker_pid(ctx: Context) -> int | None:
+    """The registry worker's pid (py-spy follows its work horses with ``--subprocesses``)."""
+    workers = registry(ctx).workers
+    return int(workers[0].pid) if workers else None
 
 
 def models_dir(ctx: Context) -> Path:
