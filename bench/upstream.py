@@ -56,16 +56,18 @@ def _chunk(model: str, kind: str) -> bytes:
 class Upstream:
     """The ASGI app; one instance serves one model name."""
 
-    def __init__(self, model: str = "bench/upstream", batch: int = 1) -> None:
+    def __init__(self, model: str = "bench/upstream", batch: int = 1, max_len: int = DEFAULT_CHUNKS) -> None:
         self.model = model
         self.batch = max(1, batch)
+        self.max_len = max(1, max_len)
         self.chunks = {kind: _chunk(model, kind) for kind in ("chat", "text")}
         created = int(time.time())
         self.models_body = json.dumps(
             {
                 "object": "list",
                 "data": [
-                    {"id": model, "object": "model", "created": created, "owned_by": "bench", "max_model_len": 1 << 20}
+                    {"id": model, "object": "model", "created": created, "owned_by": "bench",
+                     "max_model_len": self.max_len}
                 ],
             }
         ).encode()
@@ -97,7 +99,8 @@ class Upstream:
 
     async def _complete(self, send: Send, request: dict[str, Any], kind: str) -> None:
         count = request.get("max_tokens") or request.get("max_completion_tokens") or DEFAULT_CHUNKS
-        count = int(count) if isinstance(count, int | float) else DEFAULT_CHUNKS
+        count = int(count) if isinstance(count, int | float) and count > 0 else self.max_len
+        count = min(count, self.max_len)
         if not request.get("stream"):
             text = " tok" * count
             choice = {"index": 0, "finish_reason": "length"}
@@ -160,9 +163,15 @@ def main(argv: list[str] | None = None) -> None:
         default=int(os.environ.get("LLF_BENCH_UPSTREAM_BATCH", "1")),
         help="chunks per ASGI message (1 = one write per chunk, like vLLM)",
     )
+    parser.add_argument(
+        "--max-len",
+        type=int,
+        default=int(os.environ.get("LLF_BENCH_UPSTREAM_MAX_LEN", str(DEFAULT_CHUNKS))),
+        help="the context length it reports, and the most chunks one answer has",
+    )
     args, _ignored = parser.parse_known_args(argv)
     uvicorn.run(
-        Upstream(args.served_model_name or args.model, args.batch),
+        Upstream(args.served_model_name or args.model, args.batch, args.max_len),
         host=args.host,
         port=args.port,
         loop="uvloop",
