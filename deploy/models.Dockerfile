@@ -31,7 +31,9 @@ ENV PATH=/opt/llf/bin:$PATH \
     HOME=/home/llf \
     LLF_HOME=/data \
     LLF_MODELS_DIR=/data/models \
-    LLF_LOG_FORMAT=json
+    LLF_LOG_FORMAT=json \
+    LLF_MODELS_HOST=0.0.0.0 \
+    LLF_MODELS_PORT=8001
 # A fixed uid so the model store volume has the same owner in every llf container.
 RUN groupadd --system --gid 10001 llf \
     && useradd --system --uid 10001 --gid llf --home-dir /home/llf --create-home --shell /usr/sbin/nologin llf \
@@ -44,7 +46,7 @@ WORKDIR /home/llf
 EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "/usr/local/lib/llf/healthcheck.py", "http", "http://127.0.0.1:8001/healthz"]
-CMD ["llf-models", "--host", "0.0.0.0", "--port", "8001"]
+CMD ["llf-models"]
 
 # ---------------------------------------------------------------- dashboard: rq-dashboard on the same rq
 FROM build AS dashboard-build
