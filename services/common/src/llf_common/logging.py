@@ -28,7 +28,13 @@ NOISY_LOGGERS = (
 )
 
 # Attributes every LogRecord has; anything else was passed in ``extra`` and is printed.
-_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id", "color_message", "taskName"}
+_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "request_id",
+    "color_message",
+    "taskName",
+}
 
 
 class RequestIdFilter(logging.Filter):
@@ -43,8 +49,9 @@ class RequestIdFilter(logging.Filter):
 def record_extras(record: logging.LogRecord) -> dict[str, Any]:
     """The ``extra`` values of a record, in the order they were given."""
     extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS and not k.startswith("_")}
-    if getattr(record, "request_id", None):
-        extras["request_id"] = record.request_id
+    request_id = getattr(record, "request_id", None)
+    if request_id:
+        extras["request_id"] = request_id
     return extras
 
 

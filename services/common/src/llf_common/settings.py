@@ -167,7 +167,7 @@ class LLFSettings(BaseSettings):
         return (init_settings, env_settings, JsonConfigSource(settings_cls, config_path()))
 
     @classmethod
-    def load(cls, **overrides: Any) -> "LLFSettings":
+    def load(cls, **overrides: Any) -> LLFSettings:
         """Build settings, turning validation errors into one readable ``ConfigError``."""
         try:
             return cls(**overrides)

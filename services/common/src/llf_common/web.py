@@ -110,7 +110,9 @@ def install_error_handlers(app: FastAPI, body: ErrorBody = detail_body) -> None:
 
     async def on_llf_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, LLFError)
-        return JSONResponse(body(exc.status_code, exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            body(exc.status_code, exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers
+        )
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -135,7 +137,9 @@ def _describe(error: Any) -> str:
 
 
 def _jsonable(errors: Any) -> list[dict[str, Any]]:
-    return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in errors]
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in errors
+    ]
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -156,7 +160,9 @@ def api_key_dependency(api_key: SecretStr | None) -> Callable[..., Awaitable[Non
     return require_api_key
 
 
-def base_app(title: str, version: str, *, body: ErrorBody = detail_body, max_body_bytes: int = 1 << 20, **kwargs: Any) -> FastAPI:
+def base_app(
+    title: str, version: str, *, body: ErrorBody = detail_body, max_body_bytes: int = 1 << 20, **kwargs: Any
+) -> FastAPI:
     """A FastAPI app with the shared middlewares, error handlers and ``/healthz``."""
     app = FastAPI(title=title, version=version, **kwargs)
     install_error_handlers(app, body)
