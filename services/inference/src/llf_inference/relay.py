@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 from llf_common.errors import Unavailable
 from llf_common.logging import request_id_var
-from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -81,13 +80,9 @@ class Relay:
             if not stream or upstream.status_code != 200 or b"event-stream" not in _content_type(upstream):
                 body = await _until_dead(replica, upstream.aread())
                 await upstream.aclose()
+                release()
                 self._count(replica, endpoint, upstream.status_code, body)
-                return Response(
-                    body,
-                    upstream.status_code,
-                    media_type=upstream.headers.get("content-type"),
-                    background=BackgroundTask(release),
-                )
+                return Response(body, upstream.status_code, media_type=upstream.headers.get("content-type"))
         except (httpx.HTTPError, EngineGone) as exc:
             release()
             self.metrics.requests.labels(endpoint, replica.model, "503").inc()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -76,7 +77,8 @@ class Replica:
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"replica-{self.id}")
+        # A fresh context: the replica outlives the request that created it (and its request id).
+        self._task = asyncio.create_task(self._run(), name=f"replica-{self.id}", context=contextvars.Context())
 
     async def wait_settled(self, timeout: float | None = None) -> ReplicaState:
         """Wait until the replica is ready, failed or stopped (or ``timeout`` passes)."""
@@ -122,12 +124,13 @@ class Replica:
             )
             if failure.permanent or self.failures > self.settings.restart_max:
                 if not failure.permanent:
-                    self.failure = Failure(
-                        failure.kind, f"gave up after {self.failures} failures in a row; last: {failure}", True
-                    )
+                    reason = f"gave up after {self.failures} failures in a row; last: {failure}"
+                    self.failure = Failure(failure.kind, reason, True)
                 self._set_state("failed")
+                await self._kill_engine()
                 return
-            self._set_state("restarting")
+            self._set_state("restarting")  # at once: new requests get 503 + Retry-After, not a dead port
+            await self._kill_engine()
             self.restarts += 1
             if self._on_restart is not None:
                 self._on_restart(self.model)
@@ -147,6 +150,7 @@ class Replica:
         self.max_model_len = None
         self.ready_since = None
         port = free_port()
+        self.process = None
         log_dir = self.settings.run_path / "engines"
         log_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -180,7 +184,6 @@ class Replica:
             return failure
         finally:
             self._abort_streams()
-            await self._kill_engine()
 
     async def _wait_ready(self, exited: asyncio.Event) -> Failure | None:
         assert self.process is not None and self.client is not None
@@ -247,6 +250,7 @@ class Replica:
 
     async def _kill_engine(self) -> None:
         process, client = self.process, self.client
+        self.client = None
         self._abort_streams()
         if process is not None:
             await asyncio.to_thread(process.stop, self.settings.stop_timeout_s)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Callable, Iterable
 
@@ -85,7 +86,9 @@ class Supervisor:
                 await self._swap
         self.target = spec.model
         self.message = None
-        self._swap = asyncio.create_task(self._converge(spec, replicas), name=f"serve-{spec.model}")
+        self._swap = asyncio.create_task(
+            self._converge(spec, replicas), name=f"serve-{spec.model}", context=contextvars.Context()
+        )
 
     async def wait(self, timeout: float | None = None) -> GatewayStatus:
         """Wait for the swap in progress and for the target's replicas to settle."""

@@ -1,0 +1,159 @@
+"""A stand-in for ``vllm.entrypoints.openai.api_server`` in unit tests of the supervisor and relay.
+
+It takes the engine's command line (``--model``, ``--served-model-name``, ``--port``, the
+rest ignored) and speaks the few routes the gateway uses: ``/health``, ``/v1/models``,
+``/metrics``, ``/v1/chat/completions`` and ``/v1/completions`` (streamed or not, one SSE
+event per token like vLLM). Misbehaviour is chosen with environment variables:
+
+  FAKE_START_DELAY=S        sleep S seconds before listening (a slow engine)
+  FAKE_FAIL="text"          print the text (\\n = newline) and exit FAKE_EXIT_CODE (default 1)
+  FAKE_TOKEN_DELAY=S        seconds between streamed tokens (default 0)
+  FAKE_UNHEALTHY_AFTER=S    /health answers 500 once S seconds have passed since start
+  FAKE_STUBBORN_CHILD=1     fork a child that ignores SIGTERM (tests the SIGKILL escalation)
+  FAKE_EVENTS=path          append "request <model>" / "disconnect" / "done" lines to a file
+  FAKE_STATE=path           first start of a "crash once" engine writes here; see FAKE_FAIL_ONCE
+  FAKE_FAIL_ONCE=1          with FAKE_STATE: exit 1 on the first start only
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+Scope = dict[str, Any]
+
+
+def _event(line: str) -> None:
+    path = os.environ.get("FAKE_EVENTS")
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+
+class FakeEngine:
+    def __init__(self, model: str, max_model_len: int) -> None:
+        self.model = model
+        self.max_model_len = max_model_len
+        self.started = time.monotonic()
+        self.token_delay = float(os.environ.get("FAKE_TOKEN_DELAY", "0"))
+        unhealthy = os.environ.get("FAKE_UNHEALTHY_AFTER")
+        self.unhealthy_after = float(unhealthy) if unhealthy else None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path, method = scope["path"], scope["method"]
+        if path == "/health":
+            sick = self.unhealthy_after is not None and time.monotonic() - self.started > self.unhealthy_after
+            await _respond(send, 500 if sick else 200, b"")
+        elif path == "/v1/models":
+            data = [{"id": self.model, "object": "model", "max_model_len": self.max_model_len}]
+            await _respond(send, 200, json.dumps({"object": "list", "data": data}).encode())
+        elif path == "/metrics":
+            await _respond(send, 200, b"vllm:fake_metric 1.0\n", b"text/plain; version=0.0.4")
+        elif method == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            await self.complete(json.loads(body), path.endswith("chat/completions"), receive, send)
+        else:
+            await _respond(send, 404, b'{"detail": "not found"}')
+
+    async def complete(self, request: dict[str, Any], chat: bool, receive: Any, send: Any) -> None:
+        _event(f"request {request.get('model')}")
+        if request.get("model") not in (None, self.model):
+            message = {"error": {"message": f"The model `{request.get('model')}` does not exist.", "code": 404}}
+            await _respond(send, 404, json.dumps(message).encode())
+            return
+        count = int(request.get("max_tokens") or 16)
+        if not request.get("stream"):
+            await asyncio.sleep(self.token_delay * count)
+            text = " tok" * count
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}} if chat else {"text": text}
+            usage = {"prompt_tokens": 1, "completion_tokens": count, "total_tokens": count + 1}
+            await _respond(send, 200, json.dumps({"model": self.model, "choices": [choice], "usage": usage}).encode())
+            return
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        events = [{"delta": {"role": "assistant", "content": ""}}] if chat else []
+        events += [{"delta": {"content": f" t{i}"}} if chat else {"text": f" t{i}"} for i in range(count)]
+        for event in events:
+            if gone.is_set():
+                _event("disconnect")
+                return
+            chunk = {"object": "chat.completion.chunk", "model": self.model, "choices": [{"index": 0, **event}]}
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + json.dumps(chunk).encode() + b"\n\n",
+                    "more_body": True,
+                }
+            )
+            if self.token_delay:
+                await asyncio.sleep(self.token_delay)
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+        watcher.cancel()
+        _event("done")
+
+
+async def _respond(send: Any, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--served-model-name")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--max-model-len", type=int, default=256)
+    args, _ = parser.parse_known_args()
+    print(f"fake engine argv={sys.argv[1:]} kvcache={os.environ.get('VLLM_CPU_KVCACHE_SPACE')}", flush=True)
+    _event("start " + " ".join(sys.argv[1:]))
+    if os.environ.get("FAKE_STUBBORN_CHILD") and os.fork() == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(1)
+    time.sleep(float(os.environ.get("FAKE_START_DELAY", "0")))
+    state = os.environ.get("FAKE_STATE")
+    fail_once = os.environ.get("FAKE_FAIL_ONCE") and state and not Path(state).exists()
+    if state and fail_once:
+        Path(state).write_text("crashed once")
+    failure = os.environ.get("FAKE_FAIL")
+    if failure or fail_once:
+        print((failure or "RuntimeError: crashed once").replace("\\n", "\n"), flush=True)
+        sys.exit(int(os.environ.get("FAKE_EXIT_CODE", "1")))
+
+    import uvicorn
+
+    engine = FakeEngine(args.served_model_name or args.model, args.max_model_len)
+    uvicorn.run(engine, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="on")
+
+
+if __name__ == "__main__":
+    main()
