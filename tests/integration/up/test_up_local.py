@@ -45,6 +45,13 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @dataclass
 class UpStack:
     home: Path
@@ -164,11 +171,7 @@ def test_a_killed_program_comes_back_by_itself(stack: UpStack, program: str) -> 
         timeout=60,
         what=f"{program} to be restarted by supervisord",
     )
-    wait_for(
-        lambda: httpx.get(f"{stack.models_url}/readyz", timeout=3).status_code == 200,
-        timeout=60,
-        what="the registry to be ready again",
-    )
+    wait_for(lambda: answers(f"{stack.models_url}/readyz"), timeout=60, what="the registry to be ready again")
 
 
 def test_rerunning_make_up_is_harmless(stack: UpStack) -> None:
