@@ -50,7 +50,6 @@ class ModelsSettings(LLFSettings):
         GIB, "disk_margin_bytes", "Free space that must remain after a download completes.", ge=0
     )
     progress_interval_s: float = _knob(0.25, "progress_interval_s", "Minimum time between progress updates.", gt=0)
-    chunk_bytes: int = _knob(1 << 20, "chunk_bytes", "Read size of a download stream.", ge=4096)
     hub_timeout_s: float = _knob(30.0, "hub_timeout_s", "Timeout of one Hub request (connect and read).", gt=0)
     download_attempts: int = _knob(
         5, "download_attempts", "Attempts per file on network errors before the job fails.", ge=1
