@@ -56,9 +56,10 @@ def test_plain_progress_prints_a_line_per_phase_and_quarter(capsys: pytest.Captu
         for done in (0, 100_000, 700_000, 800_000, 1_300_000, 2_000_000):
             bar.update(job_info("started", phase="download", done=done))
         bar.update(job_info("queued", phase="waiting", done=0))
+        bar.update(job_info("started", phase="waiting", done=0))
         bar.update(job_info("failed", phase="download", done=5))
     lines = capsys.readouterr().err.splitlines()
-    assert [line.split()[0] for line in lines] == ["downloading"] * 4 + ["queued", "failed"]
+    assert [line.split()[0] for line in lines] == ["downloading"] * 4 + ["queued", "starting", "failed"]
     assert "eta 2s" in lines[0] and "100%" not in "".join(lines)
 
 

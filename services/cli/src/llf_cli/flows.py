@@ -67,7 +67,8 @@ def job_failure(job: dict[str, Any]) -> str | None:
     what = f"{job.get('kind', 'job')} of {job.get('repo', '?')}"
     state = job.get("state")
     if state == "failed":
-        return f"{what} failed: {job.get('error') or 'no reason given; see `llf jobs show ' + str(job.get('id')) + '`'}"
+        reason = job.get("error") or f"no reason given; see `llf jobs show {job.get('id')}`"
+        return f"{what} failed: {reason}"
     if state in {"canceled", "stopped"}:
         return f"{what} was {state}"
     return None
@@ -126,8 +127,7 @@ def pull(
     if show:
         render.note(f"pulling {repo}@{reply.get('revision', revision)} (job {reply['job_id']})")
     reply["job"] = follow_job(state, job, show=show)
-    failure = job_failure(reply["job"])
-    if failure and hint and reply["job"].get("state") == "failed":
+    if hint and reply["job"].get("state") == "failed":
         raise CLIError(hub_hint(repo, reply["job"].get("error") or "the pull failed"))
     return reply
 

@@ -294,6 +294,8 @@ def _label(job: dict[str, Any]) -> str:
         return "queued" if position is None else f"queued (#{position + 1})"
     if state in {"failed", "canceled", "stopped"}:
         return str(state)
+    if state == "started" and progress.get("phase", "waiting") == "waiting":
+        return "starting"
     return PHASE_LABELS.get(progress.get("phase", "waiting"), str(progress.get("phase")))
 
 
