@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -69,15 +70,16 @@ class JsonConfigSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
         super().__init__(settings_cls)
         self.path = path
-        self.data = self._select(read_config_file(path), getattr(settings_cls, "section", None))
+        section = getattr(settings_cls, "section", None)
+        self.data = by_field_name(settings_cls, self._select(read_config_file(path), section, path))
 
     @staticmethod
-    def _select(raw: dict[str, Any], section: str | None) -> dict[str, Any]:
+    def _select(raw: dict[str, Any], section: str | None, path: Path | None = None) -> dict[str, Any]:
         selected = {k: v for k, v in raw.items() if k not in SECTIONS}
         if section is not None:
             own = raw.get(section, {})
             if not isinstance(own, dict):
-                raise ConfigError(f"config file: section '{section}' must be a JSON object")
+                raise ConfigError(f"config file {path or config_path()}: section '{section}' must be a JSON object")
             selected.update(own)
         return selected
 
@@ -86,6 +88,49 @@ class JsonConfigSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self.data)
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
+
+
+def spellings(cls: type[BaseSettings], *, case_insensitive: bool = False) -> dict[str, str]:
+    """Every accepted key of a field (its name and its aliases) -> the field name."""
+    names: dict[str, str] = {}
+    for name, field in cls.model_fields.items():
+        keys = [name]
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            keys += [choice for choice in alias.choices if isinstance(choice, str)]
+        elif isinstance(alias, str):
+            keys.append(alias)
+        for key in keys:
+            names[key.lower() if case_insensitive else key] = name
+    return names
+
+
+def by_field_name(cls: type[BaseSettings], data: dict[str, Any], *, case_insensitive: bool = False) -> dict[str, Any]:
+    """Re-key ``data`` by field name, so that sources merge per field whatever alias each one used.
+
+    Without this, ``REDIS_URL`` from the environment and ``redis_url`` from the file would reach
+    pydantic as two inputs for one field, and the second would be rejected as an unknown key.
+    Unknown keys are kept as they are, so they are still reported.
+    """
+    names = spellings(cls, case_insensitive=case_insensitive)
+    return {names.get(key.lower() if case_insensitive else key, key): value for key, value in data.items()}
+
+
+class _ByFieldName(PydanticBaseSettingsSource):
+    """Wraps the environment source (case-insensitive, like it) to key its values by field name."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return by_field_name(self.settings_cls, self.inner(), case_insensitive=True)
 
 
 class LLFSettings(BaseSettings):
@@ -164,7 +209,12 @@ class LLFSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, JsonConfigSource(settings_cls, config_path()))
+        return (init_settings, _ByFieldName(settings_cls, env_settings), JsonConfigSource(settings_cls, config_path()))
+
+    def __repr_args__(self) -> Any:
+        """Like pydantic's, but a password inside a URL (``redis://:pw@host``) is masked too."""
+        for name, value in super().__repr_args__():
+            yield name, (_URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value)
 
     @classmethod
     def load(cls, **overrides: Any) -> LLFSettings:
@@ -176,24 +226,47 @@ class LLFSettings(BaseSettings):
 
 
 def describe_validation_error(cls: type[LLFSettings], exc: ValidationError) -> str:
-    """Name the file or variable and the key of the first problem, in one line."""
+    """Name the variable or file and the key of each problem, in one line.
+
+    A variable that is set wins over the file (that is the precedence), so it is blamed first.
+    """
     path = config_path()
     try:
-        file_keys = set(JsonConfigSource._select(read_config_file(path), cls.section))
+        file_keys = set(by_field_name(cls, JsonConfigSource._select(read_config_file(path), cls.section, path)))
     except ConfigError:
         file_keys = set()
+    names = spellings(cls, case_insensitive=True)
     problems = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "?"
         top = str(error["loc"][0]) if error["loc"] else key
-        if top in file_keys:
+        field = names.get(top.lower(), top)
+        variable = env_var_in_use(cls, field) if field in cls.model_fields else None
+        if variable is not None:
+            where = f"environment variable {variable}"
+        elif field in file_keys:
             where = f"config file {path}"
-            if cls.section and top not in LLFSettings.model_fields:
+            if cls.section and field not in LLFSettings.model_fields:
                 key = f"{cls.section}.{key}"
         else:
-            where = f"environment variable {env_name(cls, top)}"
+            where = f"environment variable {env_name(cls, field)}"
         problems.append(f"{where}: key '{key}': {error['msg']}")
     return "invalid configuration: " + "; ".join(problems)
+
+
+def env_var_in_use(cls: type[LLFSettings], field_name: str) -> str | None:
+    """The environment variable that is actually set for a field, if any (names are case-insensitive)."""
+    present = {name.upper(): name for name in os.environ}
+    field = cls.model_fields[field_name]
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        candidates = [choice for choice in alias.choices if isinstance(choice, str)]
+    else:
+        candidates = [f"LLF_{field_name.upper()}"]
+    for candidate in candidates:
+        if candidate.upper() in present:
+            return present[candidate.upper()]
+    return None
 
 
 def env_name(cls: type[LLFSettings], field_name: str) -> str:

@@ -37,7 +37,7 @@ REVISION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 def check_repo_id(value: str) -> str:
     """``owner/name`` as the Hub spells it; never a path that could leave the store."""
-    if ".." in value or not REPO_ID_PATTERN.match(value):
+    if ".." in value or not REPO_ID_PATTERN.fullmatch(value):  # fullmatch: "$" would accept a trailing "\n"
         raise ValueError(
             "repo id must look like 'owner/name' (letters, digits, '.', '_', '-'; at most 96 characters each, no '..')"
         )
@@ -46,7 +46,7 @@ def check_repo_id(value: str) -> str:
 
 def check_revision(value: str) -> str:
     """A branch, tag or commit sha; no traversal, no leading slash."""
-    if ".." in value or "//" in value or not REVISION_PATTERN.match(value):
+    if ".." in value or "//" in value or not REVISION_PATTERN.fullmatch(value):
         raise ValueError("revision must be a branch, tag or commit sha (letters, digits, '.', '_', '-', '/')")
     return value
 
