@@ -18,10 +18,14 @@ from llf_cli import __version__
 from llf_cli.errors import CLIError, Unreachable
 
 if TYPE_CHECKING:
+    from typing import TypeVar
+
     import httpx
 
-    from llf_cli.client import Gateway, Registry
+    from llf_cli.client import Gateway, Registry, ServiceClient
     from llf_cli.settings import CLISettings
+
+    Client = TypeVar("Client", bound=ServiceClient)
 
 
 class State:
@@ -40,7 +44,7 @@ class State:
 
         return get_settings(**self.overrides)
 
-    def _client(self, kind: type[Any], name: str, url: str) -> Any:
+    def _client(self, kind: type[Client], name: str, url: str) -> Client:
         key = self.settings.api_key
         return kind(
             name,
@@ -55,15 +59,13 @@ class State:
     def registry(self) -> Registry:
         from llf_cli.client import Registry
 
-        registry: Registry = self._client(Registry, "registry", self.settings.models_url)
-        return registry
+        return self._client(Registry, "registry", self.settings.models_url)
 
     @cached_property
     def gateway(self) -> Gateway:
         from llf_cli.client import Gateway
 
-        gateway: Gateway = self._client(Gateway, "gateway", self.settings.inference_url)
-        return gateway
+        return self._client(Gateway, "gateway", self.settings.inference_url)
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)
@@ -399,6 +401,3 @@ def config_show(state: State, as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point (``llf``)."""
     return cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="llf")
-
-
-__all__ = ["CLIError", "State", "Unreachable", "cli", "main"]
