@@ -225,6 +225,9 @@ def stop_group(pgid: int, timeout: float, *, leader: subprocess.Popen[bytes] | N
     if leader is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             leader.wait(5)
+    deadline = time.monotonic() + 5  # SIGKILL is delivered asynchronously
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------ failure classification

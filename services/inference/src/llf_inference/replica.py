@@ -122,15 +122,16 @@ class Replica:
                 "engine failed",
                 extra={"replica": self.id, "model": self.model, "kind": failure.kind, "reason": failure.message},
             )
+            if self.state == "ready":  # at once: new requests get 503 + Retry-After, not a dead port
+                self._set_state("restarting")
+            await self._kill_engine()
             if failure.permanent or self.failures > self.settings.restart_max:
                 if not failure.permanent:
                     reason = f"gave up after {self.failures} failures in a row; last: {failure}"
                     self.failure = Failure(failure.kind, reason, True)
                 self._set_state("failed")
-                await self._kill_engine()
                 return
-            self._set_state("restarting")  # at once: new requests get 503 + Retry-After, not a dead port
-            await self._kill_engine()
+            self._set_state("restarting")
             self.restarts += 1
             if self._on_restart is not None:
                 self._on_restart(self.model)
