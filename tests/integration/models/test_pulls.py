@@ -228,7 +228,10 @@ def test_malformed_and_traversing_repo_ids_are_rejected_with_422_and_write_nothi
             response = client.post("/v1/pulls", json=body)
             assert response.status_code == 422, (body, response.text)
             assert response.json()["detail"]
-        assert client.post("/v1/pulls", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+        assert (
+            client.post("/v1/pulls", content=b"{not json", headers={"content-type": "application/json"}).status_code
+            == 422
+        )
         for path in ("/v1/models/a..b/c", "/v1/models/owner/name/extra", "/v1/models/x", "/v1/models/%2E%2E/etc"):
             assert client.get(path).status_code == 422, path
             assert client.delete(path).status_code == 422, path
