@@ -220,6 +220,9 @@ class Replica:
 
     async def _exit_failure(self) -> Failure:
         assert self.process is not None
+        self._abort_streams()
+        if self.state == "ready":  # before anything else: stop routing requests to a dead port
+            self._set_state("restarting")
         await asyncio.sleep(0.2)  # let the log reader catch the last lines written before the exit
         self.process.popen.poll()
         return classify_failure(self.process.log_tail(), self.process.popen.returncode)
