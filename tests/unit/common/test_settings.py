@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from pydantic import Field, SecretStr
-
 from llf_common.errors import ConfigError
 from llf_common.settings import LLFSettings, config_path
+from pydantic import Field, SecretStr
 
 
 class ModelsLikeSettings(LLFSettings):

@@ -81,17 +81,35 @@ class BodySizeLimitMiddleware:
             await self._reject(send)
             return
         received = 0
+        exceeded = started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise PayloadTooLarge(self._message())
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            # FastAPI turns an exception raised while it parses a body into "400 error parsing the
+            # body"; once the limit is crossed, whatever the app answers is replaced by the 413.
+            nonlocal started
+            if exceeded and not started:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except PayloadTooLarge:
+            if started:
+                raise
+        if exceeded and not started:
+            await self._reject(send)
 
     def _message(self) -> str:
         return f"request body larger than {self.max_bytes} bytes"
