@@ -18,7 +18,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -217,7 +217,7 @@ class LLFSettings(BaseSettings):
             yield name, (_URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value)
 
     @classmethod
-    def load(cls, **overrides: Any) -> LLFSettings:
+    def load(cls, **overrides: Any) -> Self:
         """Build settings, turning validation errors into one readable ``ConfigError``."""
         try:
             return cls(**overrides)
