@@ -28,7 +28,7 @@ from tests.support.hub.store import Commit, FileMeta, Repo
 if TYPE_CHECKING:
     from tests.support.hub import HubStandIn
 
-CHUNK = 64 * 1024
+CHUNK = 1024 * 1024
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -121,10 +121,10 @@ def create_app(hub: HubStandIn) -> FastAPI:
         repo = _repo(hub, repo_id, request)
         commit, rest = _split_revision(repo, _raw_segments(request)[3:])
         path = "/".join(rest)
+        _check_gate(hub, repo, request)
         meta = commit.files.get(path)
         if meta is None:
             raise HubError(404, "EntryNotFound", f"{path} does not exist on revision {commit.sha}", commit.sha)
-        _check_gate(hub, repo, request)
         key = (repo_id, path)
         hub.counters.file_request(request.method, key, request.headers.get("range"))
         status = hub.faults.take_failure(key)
