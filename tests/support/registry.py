@@ -105,6 +105,7 @@ def coverage_env(workdir: Path) -> dict[str, str]:
     if current is None:
         return {}
     config = current.config
+    workdir.mkdir(parents=True, exist_ok=True)
     rc = workdir / "coverage-subprocess.rc"
     sources = "\n    ".join(str(Path(s).absolute()) for s in (config.source or []))
     rc.write_text(

@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 from llf_common.errors import BadRequest
@@ -55,10 +55,9 @@ def safe_relpath(path: str) -> str:
     """A repo file path that cannot leave its snapshot: relative, no ``..``, no empty parts."""
     if not path or len(path) > MAX_RELPATH or "\\" in path or "\x00" in path or path.startswith("/"):
         raise BadRequest(f"unsafe file path in repo: {path!r}")
-    parts = PurePosixPath(path).parts
-    if any(part in ("", ".", "..") for part in parts) or path.endswith("/"):
+    if any(part in ("", ".", "..") for part in path.split("/")):
         raise BadRequest(f"unsafe file path in repo: {path!r}")
-    return "/".join(parts)
+    return path
 
 
 def check_etag(etag: str) -> str:
