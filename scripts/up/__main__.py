@@ -15,7 +15,8 @@ from llf_common.settings import LLFSettings, config_path
 
 from scripts.up import compose, local, localplan, state, ui, userenv
 from scripts.up.localconf import ConfError
-from scripts.up.mode import Choice, ModeError, detect
+from scripts.up.mode import ModeError, detect
+from scripts.up.runners import runner_for
 from scripts.up.stack import DEMO_MODEL, HubUnreachable, Stack, UpError
 
 REPO = localplan.REPO
@@ -68,70 +69,57 @@ def ensure_model(stack: Stack, model: str, write_demo: Callable[[], str], hub: s
     return DEMO_MODEL
 
 
-def start_services(
-    settings: LLFSettings, choice: Choice, environ: Mapping[str, str]
-) -> tuple[Callable[[str], Callable[[], str]], Callable[[str], Callable[[], str | None]], Callable[[], str]]:
-    """Start the stack; returns (where to look for a program's log, liveness check, demo writer)."""
-    if choice.mode == "local":
-        plan = localplan.bring_up(settings, environ)
-        return (
-            lambda program: lambda: localplan.log_hint(plan.log_of(program)),
-            lambda program: localplan.gave_up(plan.run_dir, program),
-            lambda: localplan.write_demo(settings),
-        )
-    assert choice.target is not None
-    target = choice.target
-    compose.up(REPO, target, environ)
-    state.update(settings.run_path, mode="compose", target=target)
-    return (
-        lambda program: lambda: f"`make logs` (docker compose logs {program})",
-        lambda program: lambda: None,
-        lambda: compose.write_demo(REPO, target, environ),
-    )
-
-
 def up(settings: LLFSettings, model_arg: str | None, environ: Mapping[str, str]) -> int:
     started = time.monotonic()
     choice = detect(environ)
     ui.step(f"mode: {choice.mode}{f' ({choice.target})' if choice.target else ''} — {choice.reason}")
     settings.ensure_dirs()
-    log_of, gave_up, write_demo = start_services(settings, choice, environ)
+    run_state = state.load(settings.run_path)
+    runner = runner_for(choice, settings, environ)
+    runner.start(run_state.get("served"))
     ready_timeout = _timeout(environ, "LLF_UP_TIMEOUT", 120.0)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     stack = Stack(settings.models_url, settings.inference_url, api_key)
     try:
         ui.step(f"waiting for the registry at {settings.models_url}")
-        stack.wait_until(f"{settings.models_url}/readyz", "the registry", ready_timeout, log_of("models"),
-                         gave_up("models"))  # fmt: skip
-        ui.step(f"waiting for the gateway at {settings.inference_url}")
-        stack.wait_until(f"{settings.inference_url}/healthz", "the gateway", ready_timeout, log_of("inference"),
-                         gave_up("inference"))  # fmt: skip
-
-        run_state = state.load(settings.run_path)
+        stack.wait_until(
+            f"{settings.models_url}/readyz",
+            "the registry",
+            ready_timeout,
+            runner.where("models"),
+            runner.gave_up("models"),
+        )
         wrote_before = run_state.get("wrote_default_model")
         config = userenv.read_config(config_path()) or {}
         builtin = str(LLFSettings.model_fields["default_model"].default)
-        choice_of_model = userenv.choose_model(model_arg, environ, config, wrote_before, builtin)
-        ui.step(f"model: {choice_of_model.model} (from {choice_of_model.source})")
-        served = ensure_model(stack, choice_of_model.model, write_demo, settings.hf_endpoint)
+        wanted = userenv.choose_model(model_arg, environ, config, wrote_before, builtin)
+        ui.step(f"model: {wanted.model} (from {wanted.source})")
+        served = ensure_model(stack, wanted.model, runner.write_demo, settings.hf_endpoint)
 
         ui.step(f"serving {served} (loading an engine takes a minute or more on a CPU)")
-        serve_timeout = _timeout(environ, "LLF_UP_SERVE_TIMEOUT", 900.0)
-        stack.serve(served, serve_timeout, log_of("inference"))
-        stack.wait_until(f"{settings.inference_url}/readyz", "the gateway", ready_timeout, log_of("inference"),
-                         gave_up("inference"))  # fmt: skip
+        runner.set_serving(served)
+        state.update(settings.run_path, served=served)
+        stack.wait_until(
+            f"{settings.inference_url}/healthz", "the gateway", ready_timeout, runner.where("inference"),
+            runner.gave_up("inference"),
+        )  # fmt: skip
+        stack.serve(served, _timeout(environ, "LLF_UP_SERVE_TIMEOUT", 900.0), runner.where("inference"))
+        stack.wait_until(
+            f"{settings.inference_url}/readyz", "the gateway", ready_timeout, runner.where("inference"),
+            runner.gave_up("inference"),
+        )  # fmt: skip
     finally:
         stack.close()
 
     update = userenv.set_cli_default(config_path(), served, environ, wrote_before)
-    state.update(settings.run_path, wrote_default_model=update.wrote, served=served)
+    state.update(settings.run_path, wrote_default_model=update.wrote)
     if update.note:
         ui.info(update.note)
     venv_bin = localplan.bin_dir()
     ui.info(userenv.put_on_path(venv_bin / "llf", environ, Path.home(), settings.home, hidden=venv_bin))
     elapsed = time.monotonic() - started
     ui.step(f"ready in {elapsed:.0f}s: {served} is served at {settings.inference_url}/v1 (OpenAI API)")
-    if served == DEMO_MODEL and choice_of_model.model != DEMO_MODEL:
+    if served == DEMO_MODEL and wanted.model != DEMO_MODEL:
         ui.warn(f"{DEMO_MODEL} is a RANDOM-WEIGHTS DEMO: expect gibberish (see above for a real model)")
     ui.info("stop with `make down`, follow the logs with `make logs`")
     print("\nNext:  llf chat", flush=True)

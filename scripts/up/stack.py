@@ -205,10 +205,12 @@ class Stack:
 
         A gateway that restarts meanwhile (supervisord or Compose bring it back idle) is asked again.
         """
-        if model in self.status().get("models", []):
+        status = self.status()
+        if model in status.get("models", []):
             ui.info(f"{model} is already being served")
             return
-        self._ask_to_serve(model)
+        if status.get("target") != model or status.get("state") in ("failed", "idle"):
+            self._ask_to_serve(model)
         deadline = time.monotonic() + timeout
         last_state = ""
         while True:

@@ -102,3 +102,11 @@ def test_long_run_dirs_get_a_short_socket_path(tmp_path):
     deep = Path("/x" * 60)
     assert len(str(socket_path_for(deep))) < 100
     assert socket_path_for(deep) == socket_path_for(deep)
+
+
+def test_only_the_gateway_gets_the_model_to_serve_on_start(tmp_path):
+    plan = plan_in(tmp_path)
+    plan = LocalPlan(**{**plan.__dict__, "serve_on_start": "llf/demo-tiny"})
+    _, programs = parsed(plan)
+    assert programs["inference"].environment["LLF_SERVE_ON_START"] == "llf/demo-tiny"
+    assert "LLF_SERVE_ON_START" not in programs["models"].environment
