@@ -1,0 +1,65 @@
+"""Fixtures of the hardening suite: both services in-process (for fuzzing) or as real processes.
+
+In-process apps are built with ``create_app(settings)`` exactly as the services build them,
+on the session's real Redis and hub stand-in. The gateway's "engine" is the synthetic upstream
+of the benchmarks (``bench.upstream``, vLLM's command-line shape) launched by the real
+supervisor through ``engine_command``: every gateway route is reachable without a 40 s vLLM
+start, and what is under test is the gateway, not vLLM.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.hub import HubStandIn
+from tests.support.redis_server import free_port
+from tests.support.registry import RegistryStack
+
+API_KEY = "sk-hardening-0123456789abcdef"
+HF_TOKEN = "hf_hardeningSecretToken0123456789"
+UPSTREAM_MODEL = "llf-hardening/upstream"
+UPSTREAM_CONTEXT = 256
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No developer's ~/.llf, keys or URLs leak into a test (settings read the environment)."""
+    for name in list(os.environ):
+        if name.startswith("LLF_") or name in {"HF_ENDPOINT", "HF_TOKEN", "REDIS_URL"}:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LLF_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LLF_CONFIG", str(tmp_path / "no-config.json"))
+
+
+def upstream_model_dir(root: Path) -> Path:
+    """A directory the gateway accepts as a model (it only checks for config.json)."""
+    directory = root / "upstream-model"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text("{}\n")
+    return directory
+
+
+def upstream_command() -> list[str]:
+    return [sys.executable, "-m", "bench.upstream", "--max-len", str(UPSTREAM_CONTEXT)]
+
+
+@pytest.fixture
+def registry_process(tmp_path: Path, redis_url: str, fresh_hub: HubStandIn) -> Iterator[RegistryStack]:
+    """The registry API as a real process (no worker): what the gateway asks about models."""
+    assert fresh_hub.url is not None
+    stack = RegistryStack(tmp_path / "registry", redis_url=redis_url, hf_endpoint=fresh_hub.url)
+    try:
+        stack.start_api()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def unreachable_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"

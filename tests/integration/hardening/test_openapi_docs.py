@@ -1,0 +1,62 @@
+"""The OpenAPI documents describe the error bodies and content types the services really send.
+
+Found by the fuzz suite and reported; these stay ``xfail`` (not strict) until fixed, so the
+bug is visible in every run without blocking CI. ``test_fuzz.py`` validates against the
+corrected shapes meanwhile, so every other schema violation still fails there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.integration.hardening.conftest import unreachable_url
+
+
+def registry_app(tmp_path: Path) -> TestClient:
+    from llf_models.app import build_registry, create_app
+    from llf_models.settings import ModelsSettings
+
+    settings = ModelsSettings(home=tmp_path, models_dir=tmp_path / "models", redis_url="redis://127.0.0.1:1/0",
+                              inference_url=unreachable_url())  # fmt: skip
+    # No lifespan: the documents and a validation error need no Redis.
+    return TestClient(create_app(settings, build_registry(settings)))
+
+
+def gateway_app(tmp_path: Path) -> TestClient:
+    from llf_inference.app import create_app
+    from llf_inference.settings import InferenceSettings
+
+    return TestClient(create_app(InferenceSettings(home=tmp_path, device="cpu", models_url=unreachable_url())))
+
+
+@pytest.mark.xfail(
+    reason="BUG (llf_common.web): 422 bodies are {'detail': '<one line>', ...} but the OpenAPI document keeps "
+    "FastAPI's HTTPValidationError, whose 'detail' is an array of ValidationError",
+    strict=False,
+)
+@pytest.mark.parametrize("service", ["registry", "gateway"])
+def test_validation_errors_are_documented_as_sent(service: str, tmp_path: Path) -> None:
+    client = registry_app(tmp_path) if service == "registry" else gateway_app(tmp_path)
+    path = "/v1/pulls" if service == "registry" else "/v1/serve"
+    answer = client.post(path, json={"repo": "not a repo", "model": "not a model"})
+    assert answer.status_code == 422
+    documented = client.get("/openapi.json").json()["components"]["schemas"]["HTTPValidationError"]
+    detail_type = documented["properties"]["detail"].get("type")
+    sent_type = {str: "string", list: "array", dict: "object"}[type(answer.json()["detail"])]
+    assert detail_type == sent_type
+
+
+@pytest.mark.xfail(
+    reason="BUG (llf_inference.api.control): GET /metrics answers Prometheus text/plain but is documented as "
+    "application/json (FastAPI's default when no response_class is given)",
+    strict=False,
+)
+def test_gateway_metrics_are_documented_as_prometheus_text(tmp_path: Path) -> None:
+    client = gateway_app(tmp_path)
+    with client:
+        answer = client.get("/metrics")
+    documented = client.get("/openapi.json").json()["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert answer.headers["content-type"].split(";")[0] in documented
