@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from scripts.up.local import Supervisor
+from tests.support.hub import HubStandIn
 
 REPO = Path(__file__).resolve().parents[3]
 PROGRAMS = ("redis", "models", "worker", "inference")
@@ -186,6 +187,32 @@ def test_rerunning_make_up_is_harmless(stack: UpStack) -> None:
     assert stack.pids() == before
     models = httpx.get(f"{stack.models_url}/v1/models", timeout=10).json()
     assert [m["name"] for m in models].count("llf/demo-tiny") == 1
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubStandIn]:
+    stand_in = HubStandIn(tmp_path_factory.mktemp("up-hub"))
+    stand_in.add_tiny_model("llf-test/up-chat", seed=3)
+    stand_in.start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.stop()
+
+
+def test_make_up_with_a_model_and_a_reachable_hub_pulls_and_serves_it(stack: UpStack, hub: HubStandIn) -> None:
+    env = {**stack.env, "HF_ENDPOINT": str(hub.url), "HF_HUB_DISABLE_XET": "1"}
+    result = run_up(env, "--model", "llf-test/up-chat")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "pulling llf-test/up-chat" in out and "pull llf-test/up-chat" in out
+    assert "RANDOM-WEIGHTS DEMO" not in out
+    assert "configuration changed" in out  # HF_ENDPOINT reached the services
+    status = httpx.get(f"{stack.inference_url}/v1/status", timeout=10).json()
+    assert status["models"] == ["llf-test/up-chat"]
+    # the demo value was ours, so the CLI now follows the served model
+    assert json.loads((stack.home / "config.json").read_text())["default_model"] == "llf-test/up-chat"
+    stack.env = env
 
 
 def test_make_down_leaves_none_of_its_processes(stack: UpStack) -> None:
