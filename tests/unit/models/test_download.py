@@ -186,7 +186,7 @@ def test_hub_errors_become_clear_errors_and_transient_ones_are_retried(tmp_path:
 
 def test_a_dead_connection_gives_up_after_the_configured_attempts(tmp_path: Path, server: Server) -> None:
     server.cut_after = [0, 0]
-    with pytest.raises(HubUnavailable, match="cannot download model.safetensors: ReadError"):
+    with pytest.raises(HubUnavailable, match=r"cannot download model\.safetensors: ReadError"):
         make(server, attempts=2).fetch(target(tmp_path))
 
 

@@ -146,7 +146,7 @@ def test_locate_heads_the_file_and_keeps_the_token_on_the_hub(request: pytest.Fi
     local = HubClient(ENDPOINT).locate("o/n", SHA, "config.json")
     assert local.same_host and local.url == f"{ENDPOINT}/o/n/resolve/{SHA}/config.json"
     use(request, error(404, "EntryNotFound"))
-    with pytest.raises(HubNotFound, match="file config.json not found"):
+    with pytest.raises(HubNotFound, match=r"file config\.json not found"):
         HubClient(ENDPOINT).locate("o/n", SHA, "config.json")
 
 

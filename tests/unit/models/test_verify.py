@@ -91,7 +91,7 @@ def test_config_must_be_a_json_object(tmp_path: Path) -> None:
     with pytest.raises(CorruptFile, match="not a JSON object"):
         check_config(tmp_path / "c.json")
     (tmp_path / "c.json").write_text("{oops")
-    with pytest.raises(CorruptFile, match="config.json: not valid JSON"):
+    with pytest.raises(CorruptFile, match=r"config\.json: not valid JSON"):
         check_config(tmp_path / "c.json")
 
 

@@ -16,15 +16,18 @@ log = logging.getLogger(__name__)
 
 
 class GatewayProbe:
-    def __init__(self, url: str, api_key: SecretStr | None = None, timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, api_key: SecretStr | None = None, timeout: float = 2.0, client: httpx.Client | None = None
+    ) -> None:
         self.url = url.rstrip("/") + "/v1/status"
         self.headers = {"Authorization": f"Bearer {api_key.get_secret_value()}"} if api_key else {}
         self.timeout = timeout
+        self.client = client or httpx.Client()
 
     def served(self) -> set[str] | None:
         """Models with a ready (or loading) replica; ``None`` when the gateway cannot say."""
         try:
-            response = httpx.get(self.url, headers=self.headers, timeout=self.timeout)
+            response = self.client.get(self.url, headers=self.headers, timeout=self.timeout)
             response.raise_for_status()
             status = GatewayStatus.model_validate_json(response.content)
         except (httpx.HTTPError, ValidationError, ValueError) as exc:
