@@ -172,7 +172,7 @@ def test_a_model_whose_weights_do_not_parse_is_never_listed(tmp_path: Path, tiny
         RemoteFile(f.path, len(broken), digest, digest, True) if f.path == "model.safetensors" else f for f in hub.files
     )
     scope = make_scope(tmp_path)
-    with pytest.raises(CorruptFile, match="model.safetensors"):
+    with pytest.raises(CorruptFile, match=r"model\.safetensors"):
         pull(scope, hub)
     assert scope.store.read_manifest("o/tiny") is None and scope.index.get("o/tiny") is None  # type: ignore[attr-defined]
 
@@ -186,7 +186,7 @@ def test_verify_passes_then_reports_and_drops_a_corrupted_blob(tmp_path: Path, t
     data = bytearray(weights.read_bytes())
     data[100] ^= 1
     weights.write_bytes(bytes(data))
-    with pytest.raises(VerifyFailed, match="model.safetensors: sha256 mismatch") as info:
+    with pytest.raises(VerifyFailed, match=r"model\.safetensors: sha256 mismatch") as info:
         run_verify(scope, "o/tiny")
     assert "pull it again" in info.value.detail
     assert job.meta["result"]["problems"][0]["path"] == "model.safetensors"
@@ -210,7 +210,7 @@ def test_verify_reports_a_structurally_broken_file_with_a_matching_hash(tmp_path
     entry = next(f for f in manifest.files if f.path == "config.json")
     entry.size, entry.sha256 = 3, hashlib.sha256(b"[1]").hexdigest()
     scope.store.write_manifest(manifest)
-    with pytest.raises(VerifyFailed, match="config.json: not a JSON object"):
+    with pytest.raises(VerifyFailed, match=r"config\.json: not a JSON object"):
         run_verify(scope, "o/tiny")
 
 
