@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.unit.inference.helpers import MODEL, OTHER, ThreadedGateway
+from tests.unit.inference.helpers import MODEL, OTHER, ThreadedGateway, free_port
 
 Start = Callable[..., ThreadedGateway]
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
@@ -298,3 +298,28 @@ def test_several_replicas_share_the_load(start_gateway: Start) -> None:
         assert in_flight == [0, 1]
         other = gateway.client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 1})
         assert other.status_code == 200
+
+
+def test_serve_on_start_serves_the_model_without_being_asked(start_gateway: Start) -> None:
+    gateway = start_gateway(serve_on_start=MODEL)
+    assert gateway.wait_state(lambda s: s["state"] == "ready")["models"] == [MODEL]
+
+
+def test_serve_on_start_reports_a_model_it_cannot_serve(start_gateway: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llf_common.errors import NotFound
+    from llf_inference import gateway as gateway_module
+
+    async def missing(settings: object, model: str) -> None:
+        raise NotFound(f"model {model} is not in the registry")
+
+    monkeypatch.setattr(gateway_module.registry, "resolve", missing)
+    gateway = start_gateway(serve_on_start="o/missing")
+    status = gateway.wait_state(lambda s: s["message"] is not None)
+    assert status["message"] == "could not serve o/missing at start: model o/missing is not in the registry"
+
+
+def test_serve_on_start_waits_for_a_registry_that_is_not_up_yet(start_gateway: Start) -> None:
+    gateway = start_gateway(serve_on_start="o/later", models_url=f"http://127.0.0.1:{free_port()}")
+    time.sleep(0.5)
+    status = gateway.client.get("/v1/status").json()
+    assert status["state"] == "idle" and status["message"] is None  # still trying, not failed

@@ -11,12 +11,12 @@ reports, and copied to a file under the run directory.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -28,7 +28,6 @@ import psutil
 
 from llf_inference.settings import EngineOptions, InferenceSettings
 
-_PR_SET_PDEATHSIG = 1
 # Process groups of engines this process started and has not stopped yet.
 _LIVE_GROUPS: set[int] = set()
 # Secrets of the gateway that an engine has no use for.
@@ -96,10 +95,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGTERM the engine if the gateway dies without stopping it (SIGKILL, OOM)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+# Runs first in the engine's process, then execs the engine: asks Linux to SIGTERM the engine if
+# the gateway dies without stopping it (SIGKILL, OOM kill). A separate exec instead of
+# ``preexec_fn``, which is unsafe in a process with threads. The setting survives execve.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "try: ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"  # 1 = PR_SET_PDEATHSIG
+    "except Exception: pass\n"
+    "if os.getppid() == 1: sys.exit(1)\n"  # the gateway died before prctl: do not start an orphan
+    "try: os.execvp(sys.argv[1], sys.argv[1:])\n"
+    "except OSError as exc: sys.exit(f'llf: cannot start the engine ({sys.argv[1]}): {exc.strerror}')\n"
+)
 
 
 class EngineProcess:
@@ -127,13 +133,12 @@ class EngineProcess:
         self._on_exit = on_exit
         self._log = log_file.open("ab") if log_file else None
         self.popen = subprocess.Popen(
-            self.argv,
+            [sys.executable, "-c", _DIE_WITH_PARENT, *self.argv],
             env=spec.environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         self.pid = self.popen.pid
         self.pgid = self.popen.pid
@@ -281,8 +286,8 @@ _RULES: Sequence[tuple[str, re.Pattern[str], str, bool]] = (
     ),
     (
         "engine_missing",
-        re.compile(r"No module named '?vllm|No module named vllm", re.I),
-        "vllm is not installed in the engine's Python; set LLF_ENGINE_PYTHON or run `make engine`",
+        re.compile(r"No module named '?vllm|llf: cannot start the engine", re.I),
+        "the engine cannot start: set LLF_ENGINE_PYTHON to a Python with vllm, or run `make engine`",
         True,
     ),
     (

@@ -162,8 +162,8 @@ class Replica:
                 log_file=log_dir / f"{self.model.replace('/', '--')}-{self.id}.log",
                 on_exit=on_exit,
             )
-        except OSError as exc:
-            return Failure("engine_missing", f"cannot start the engine ({self.spec.launcher[0]}): {exc.strerror}", True)
+        except OSError as exc:  # pragma: no cover - the launcher is our own interpreter
+            return Failure("engine_missing", f"cannot start the engine: {exc.strerror}", True)
         log.info(
             "engine started", extra={"replica": self.id, "model": self.model, "pid": self.process.pid, "port": port}
         )
