@@ -48,10 +48,13 @@ class Llf:
             **self.extra,
         }
 
-    def __call__(self, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, input: str | None = None, timeout: float = 300, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """One run; stdin is ``input`` when given (a pipe), else empty (never the test's terminal)."""
         return subprocess.run(
-            [str(LLF), *args], env={**self.env, **env}, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            timeout=timeout, check=False,
+            [str(LLF), *args], env={**self.env, **env}, input=input, capture_output=True, text=True,
+            stdin=subprocess.DEVNULL if input is None else None, timeout=timeout, check=False,
         )  # fmt: skip
 
     def json(self, *args: str) -> Any:
