@@ -12,6 +12,7 @@ import psutil
 import pytest
 from llf_inference.engine import EngineSpec, group_members
 from llf_inference.replica import Replica
+from llf_inference.router import pick
 from llf_inference.settings import InferenceSettings
 from llf_inference.supervisor import Supervisor
 
@@ -182,7 +183,8 @@ async def test_supervisor_start_then_switch_keeps_the_old_model_until_the_new_on
     await supervisor.serve(spec(slow, OTHER))
     await asyncio.sleep(0.2)
     assert supervisor.served_models() == [MODEL]  # still serving while the new engine starts
-    assert supervisor.state() == "starting"
+    assert supervisor.state() == "switching"
+    assert pick(supervisor, None).model == MODEL  # no model named: the old one answers meanwhile
     status = await supervisor.wait(20)
     assert status.models == [OTHER] and len(supervisor.replicas) == 1
     await supervisor.shutdown()

@@ -4,7 +4,8 @@ The answer when there is none is part of the API: a model nobody serves is a 404
 models that are served; a model that is starting, restarting or being switched to is a 503
 with ``Retry-After`` (a client that honours it never sees a failure during a swap); a model
 whose engine gave up is a 503 with the reason. A request without ``model`` goes to the
-gateway's current model, as vLLM itself does.
+gateway's current model, as vLLM itself does (during a start-then-switch swap, to the model
+still serving until the new one is ready).
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def pick(supervisor: Supervisor, model: str | None) -> Replica:
     for replica in supervisor.replicas:
         if replica.model == name and replica.state == "ready" and (best is None or replica.in_flight < best.in_flight):
             best = replica
+    if best is None and model is None and supervisor.switching:
+        # No model named: while a swap starts the new model, whatever still serves answers.
+        for replica in supervisor.replicas:
+            if replica.state == "ready" and (best is None or replica.in_flight < best.in_flight):
+                best = replica
     if best is not None:
         return best
     raise _why_not(supervisor, name)

@@ -122,11 +122,10 @@ class Supervisor:
         others = [r for r in self.replicas if r not in keep[:count]]
         keep = keep[:count]
         old_models = {r.model for r in others if r.state == "ready"} - {spec.model}
+        self.switching = bool(old_models)  # until the new model is ready (or failed)
         try:
             if self.settings.resolved_swap_strategy == "stop-then-start":
-                self.switching = bool(old_models)
                 await self._retire(others)
-                self.switching = False
                 new = self._add(spec, count - len(keep))
                 await self._settle(new)
             else:
