@@ -417,3 +417,32 @@ def test_ctrl_c_at_the_prompt_only_says_how_to_leave(llf: Invoke, fake: Fake, mo
 def test_a_non_object_chunk_is_ignored(llf: Invoke, fake: Fake) -> None:
     serving(fake, sse(["[1, 2]", *chat_chunks("ok")], done=True))
     assert llf("chat", "hi").stdout == "ok\n"
+
+
+def test_piped_stdin_is_read_to_the_end(tmp_path: Path) -> None:
+    import os
+
+    from llf_cli.chat import read_piped
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end) as stream, os.fdopen(write_end, "w") as writer:
+        writer.write("late text")
+        writer.close()
+        assert read_piped(stream, patience=0.01) == "late text"
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    with os.fdopen(read_end) as stream:
+        assert read_piped(stream, patience=0.01) == ""
+
+
+def test_a_pipe_nobody_writes_to_gets_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import threading
+
+    from llf_cli.chat import read_piped
+
+    read_end, write_end = os.pipe()
+    threading.Timer(0.2, os.close, [write_end]).start()
+    with os.fdopen(read_end) as stream:
+        assert read_piped(stream, patience=0.01) == ""
+    assert "waiting for the rest of the question on stdin" in capsys.readouterr().err

@@ -94,6 +94,14 @@ def test_models_info_of_an_unknown_model_is_the_registry_detail_and_exit_1(llf: 
     assert result.output == "error: model acme/nope is not in the store\n"
 
 
+@pytest.mark.parametrize("command", [("models", "info"), ("models", "rm", "-y"), ("models", "verify"), ("serve",)])
+def test_a_malformed_model_name_fails_before_any_request(llf: Invoke, fake: Fake, command: tuple[str, ...]) -> None:
+    result = llf(*command, "just-a-name")
+    assert result.exit_code == 1
+    assert result.output.startswith("error: invalid model name 'just-a-name': repo id must look like 'owner/name'")
+    assert fake.requests == []
+
+
 def test_models_rm_with_yes_deletes_without_asking(llf: Invoke, fake: Fake) -> None:
     fake.on("DELETE", f"{MODELS}/{MODEL}", httpx.Response(204))
     result = llf("models", "rm", MODEL, "-y")

@@ -8,13 +8,15 @@ conversation as it was before the question; Ctrl-D or ``/bye`` leaves the REPL.
 
 from __future__ import annotations
 
+import io
 import json
+import select
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -157,6 +159,21 @@ def write_stdout(text: str) -> None:
     sys.stdout.flush()
 
 
+def read_piped(stream: TextIO, patience: float = 2.0) -> str:
+    """All of piped stdin (like ``ollama run``); if nothing comes for a while, say what is awaited.
+
+    A pipe that nobody writes to or closes (some CI runners, ``subprocess`` without ``stdin=``)
+    would otherwise look like a hang.
+    """
+    try:
+        ready = select.select([stream], [], [], patience)[0]
+    except (OSError, ValueError, io.UnsupportedOperation):  # no file descriptor (e.g. CliRunner)
+        ready = [stream]
+    if not ready:
+        click.echo("(waiting for the rest of the question on stdin: end it with Ctrl-D, or pass < /dev/null)", err=True)
+    return stream.read()
+
+
 def pick_model(state: State, model: str | None) -> tuple[str, dict[str, Any]]:
     """``-m``, else what the gateway already serves, else LLF_DEFAULT_MODEL; plus the status."""
     status: dict[str, Any] = state.gateway.status()
@@ -184,7 +201,7 @@ def run(
     stdin_tty = sys.stdin.isatty()
     question = prompt
     if not interactive and not stdin_tty:
-        piped = sys.stdin.read().strip()
+        piped = read_piped(sys.stdin).strip()
         question = f"{prompt}\n\n{piped}" if prompt and piped else prompt or piped
     repl = interactive or (stdin_tty and not prompt)
     if not repl and not question:

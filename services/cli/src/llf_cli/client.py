@@ -145,6 +145,13 @@ class ServiceClient:
 
 
 def model_path(name: str) -> str:
+    """The registry route of a model; a malformed name is one line here, not a confusing 404 there."""
+    from llf_common.wire import check_repo_id
+
+    try:
+        check_repo_id(name)
+    except ValueError as exc:
+        raise CLIError(f"invalid model name {name!r}: {exc}") from None
     owner, _, rest = name.partition("/")
     return f"/v1/models/{quote(owner, safe='')}/{quote(rest, safe='')}"
 
@@ -167,12 +174,12 @@ class Registry(ServiceClient):
 
     def find_model(self, name: str) -> Any | None:
         """The model's info, or ``None`` when the registry does not have it."""
-        with self._translated():
-            response = self.http.get(model_path(name))
-        if response.status_code == 404:
-            return None
-        self._check(response)
-        return response.json()
+        try:
+            return self.model(name)
+        except CLIError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def remove(self, name: str) -> None:
         self.request("DELETE", model_path(name))
