@@ -1,4 +1,4 @@
-"""Rendering details: sizes and durations, the live bar on a terminal, plain lines elsewhere."""
+"""Rendering details (render.py, progress.py): sizes, durations, the live bar on a terminal, plain lines elsewhere."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from llf_cli import render
+from llf_cli import progress, render
 from rich.console import Console
 
 from tests.unit.cli.fakes import job_info
@@ -40,9 +40,9 @@ def test_ages_and_sizes_are_tolerant() -> None:
 
 
 def test_the_live_bar_shows_phase_bytes_rate_eta_and_file(terminal: io.StringIO) -> None:
-    progress = render.job_progress()
-    assert isinstance(progress, render.LiveProgress)
-    with progress as bar:
+    live = progress.job_progress()
+    assert isinstance(live, progress.LiveProgress)
+    with live as bar:
         bar.update(job_info("queued", phase="waiting", done=0, position=2))
         bar.update(job_info("started", phase="download", done=1_000_000))
         bar.update(job_info("finished"))
@@ -52,7 +52,7 @@ def test_the_live_bar_shows_phase_bytes_rate_eta_and_file(terminal: io.StringIO)
 
 
 def test_plain_progress_prints_a_line_per_phase_and_quarter(capsys: pytest.CaptureFixture[str]) -> None:
-    with render.PlainProgress() as bar:
+    with progress.PlainProgress() as bar:
         for done in (0, 100_000, 700_000, 800_000, 1_300_000, 2_000_000):
             bar.update(job_info("started", phase="download", done=done))
         bar.update(job_info("queued", phase="waiting", done=0))
@@ -72,7 +72,7 @@ def test_tables_use_colour_only_on_a_terminal(terminal: io.StringIO) -> None:
 
 
 def test_waiting_shows_a_spinner_on_a_terminal(terminal: io.StringIO) -> None:
-    with render.waiting("loading"):
+    with progress.waiting("loading"):
         pass
     assert "loading" in terminal.getvalue()
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from llf_cli import render
+import click
+
+from llf_cli import progress, render
 from llf_cli.client import TERMINAL_JOB_STATES
 from llf_cli.errors import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CLIError, Detached
 
@@ -39,7 +41,7 @@ def follow_job(state: State, job: dict[str, Any], *, show: bool = True) -> dict[
         return job
     settings = state.settings
     try:
-        with render.job_progress() if show else _Silent() as bar:
+        with progress.job_progress() if show else _Silent() as bar:
             bar.update(job)
             for info in state.registry.follow(
                 job["id"], poll_interval=settings.poll_interval, stream_timeout=settings.stream_timeout
@@ -141,7 +143,7 @@ def serve(state: State, model: str, *, replicas: int = 1) -> dict[str, Any]:
     settings = state.settings
     deadline = time.monotonic() + settings.serve_timeout
     try:
-        with render.waiting(f"loading {model} (the first load takes a while) …"):
+        with progress.waiting(f"loading {model} (the first load takes a while) …"):
             status: dict[str, Any] = state.gateway.serve(
                 model, replicas=replicas, wait=True, timeout=settings.serve_timeout
             )
@@ -179,3 +181,30 @@ def ensure_served(state: State, model: str, *, status: dict[str, Any] | None = N
         if reply.get("job"):
             check_job(reply["job"])
     return serve(state, model)
+
+
+def done_line(state: State, name: str, verb: str) -> None:
+    """``✓ NAME pulled (sha, size, verified)``: the registry's own view of the result."""
+    info = state.registry.find_model(name) or {}
+    facts = [str(info.get("sha") or "")[:7], render.size(info.get("size_bytes")) if info else ""]
+    if info:
+        facts.append("verified" if info.get("verified") else "NOT verified")
+    click.echo(f"✓ {name} {verb} ({', '.join(f for f in facts if f)})")
+
+
+def finish_job(state: State, job: dict[str, Any], detach: bool, as_json: bool, success: str) -> None:
+    """The tail every job command shares: detach, or follow, then JSON or one line, exit code."""
+    if not detach:
+        job = follow_job(state, job, show=not as_json)
+    if as_json:
+        render.print_json(job)
+    elif detach:
+        click.echo(job["id"])
+    if detach:
+        return
+    check_job(job)
+    result = job.get("result") or {}
+    if result.get("ok") is False or result.get("verified") is False:
+        raise CLIError(f"{job.get('repo')} did not verify: {result.get('error') or result.get('problems') or result}")
+    if not as_json:
+        click.echo(f"✓ {success}")

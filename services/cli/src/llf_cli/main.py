@@ -168,17 +168,7 @@ def pull(
     if reply.get("job"):
         flows.check_job(reply["job"])
     if not as_json:
-        done_line(state, repo, "already present" if reply.get("state") == "present" else "pulled")
-
-
-def done_line(state: State, name: str, verb: str) -> None:
-    from llf_cli import render
-
-    info = state.registry.find_model(name) or {}
-    facts = [str(info.get("sha") or "")[:7], render.size(info.get("size_bytes")) if info else ""]
-    if info:
-        facts.append("verified" if info.get("verified") else "NOT verified")
-    click.echo(f"✓ {name} {verb} ({', '.join(f for f in facts if f)})")
+        flows.done_line(state, repo, "already present" if reply.get("state") == "present" else "pulled")
 
 
 # ---------------------------------------------------------------- models
@@ -232,8 +222,10 @@ def models_rm(state: State, repo: str, yes: bool) -> None:
 @pass_state
 def models_verify(state: State, repo: str, detach: bool, as_json: bool) -> None:
     """Re-hash a model's files against the hub's checksums."""
+    from llf_cli import flows
+
     job = state.registry.verify(repo)
-    finish_job(state, job, detach, as_json, f"{repo} verified")
+    flows.finish_job(state, job, detach, as_json, f"{repo} verified")
 
 
 @models.command("import")
@@ -251,27 +243,7 @@ def models_import(state: State, directory: str, name: str | None, copy: bool, de
 
     body = flows.wire_body(ImportRequest, path=os.path.abspath(directory), name=name, link=not copy)
     job = state.registry.import_dir(body)
-    finish_job(state, job, detach, as_json, f"imported {job.get('repo') or name or directory}")
-
-
-def finish_job(state: State, job: dict[str, Any], detach: bool, as_json: bool, success: str) -> None:
-    """The tail every job command shares: detach, or follow, then JSON or one line, exit code."""
-    from llf_cli import flows, render
-
-    if not detach:
-        job = flows.follow_job(state, job, show=not as_json)
-    if as_json:
-        render.print_json(job)
-    elif detach:
-        click.echo(job["id"])
-    if detach:
-        return
-    flows.check_job(job)
-    result = job.get("result") or {}
-    if result.get("ok") is False or result.get("verified") is False:
-        raise CLIError(f"{job.get('repo')} did not verify: {result.get('error') or result.get('problems') or result}")
-    if not as_json:
-        click.echo(f"✓ {success}")
+    flows.finish_job(state, job, detach, as_json, f"imported {job.get('repo') or name or directory}")
 
 
 # ---------------------------------------------------------------- jobs
@@ -325,8 +297,10 @@ def jobs_cancel(state: State, job_id: str, purge: bool, as_json: bool) -> None:
 @pass_state
 def jobs_watch(state: State, job_id: str, as_json: bool) -> None:
     """Follow a job with the progress bar until it ends (Ctrl-C detaches again)."""
+    from llf_cli import flows
+
     job = state.registry.job(job_id)
-    finish_job(state, job, False, as_json, f"{job.get('kind', 'job')} of {job.get('repo', job_id)} finished")
+    flows.finish_job(state, job, False, as_json, f"{job.get('kind', 'job')} of {job.get('repo', job_id)} finished")
 
 
 # ---------------------------------------------------------------- gateway

@@ -1,4 +1,4 @@
-"""What people see: tables, key/value views and the live progress of jobs (rich).
+"""What people see: tables and key/value views (rich); job progress is in ``progress.py``.
 
 Data arrives as the services' JSON dicts and is read tolerantly (``.get``), so a newer
 service with more keys never breaks an older CLI. On a terminal, progress is a live bar on
@@ -9,16 +9,13 @@ only a few plain lines.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.filesize import decimal
-from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 PLAIN_WIDTH = 160
@@ -26,14 +23,6 @@ PLAIN_WIDTH = 160
 
 LOG_TAIL_LINES = 8
 """Engine log lines shown under a replica that failed: enough to see why, not a log dump."""
-
-PHASE_LABELS = {
-    "waiting": "waiting",
-    "preflight": "checking",
-    "download": "downloading",
-    "verify": "verifying",
-    "done": "done",
-}
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -283,109 +272,3 @@ def config_view(values: dict[str, Any], path: str, exists: bool) -> None:
     out = Out()
     out.print(_pairs([(key, value) for key, value in values.items()]))
     out.print(f"\nconfig file: {path} ({'found' if exists else 'not present; defaults and environment apply'})")
-
-
-# ---------------------------------------------------------------- job progress
-def _label(job: dict[str, Any]) -> str:
-    progress = job.get("progress") or {}
-    state = job.get("state")
-    if state == "queued":
-        position = job.get("position")
-        return "queued" if position is None else f"queued (#{position + 1})"
-    if state in {"failed", "canceled", "stopped"}:
-        return str(state)
-    if state == "started" and progress.get("phase", "waiting") == "waiting":
-        return "starting"
-    return PHASE_LABELS.get(progress.get("phase", "waiting"), str(progress.get("phase")))
-
-
-def _rate_eta(progress: dict[str, Any]) -> tuple[str, str]:
-    rate = float(progress.get("rate_bps") or 0.0)
-    remaining = (progress.get("bytes_total") or 0) - (progress.get("bytes_done") or 0)
-    if rate <= 0:
-        return "", ""
-    return f"{decimal(int(rate))}/s", f"eta {duration(remaining / rate)}" if remaining > 0 else ""
-
-
-class LiveProgress:
-    """A rich bar on stderr: phase, bytes, rate, ETA, current file."""
-
-    def __init__(self, out: Console) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description:<12}"),
-            BarColumn(bar_width=30),
-            TextColumn("{task.percentage:>3.0f}%"),
-            DownloadColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("{task.fields[eta]}"),
-            TextColumn("[dim]{task.fields[file]}", markup=True),
-            console=out,
-            transient=False,
-        )
-        self.task: TaskID | None = None
-
-    def __enter__(self) -> LiveProgress:
-        self.progress.start()
-        return self
-
-    def update(self, job: dict[str, Any]) -> None:
-        progress = job.get("progress") or {}
-        rate, eta = _rate_eta(progress)
-        fields: dict[str, Any] = {"rate": rate, "eta": eta, "file": escape(progress.get("current_file") or "")}
-        total = progress.get("bytes_total") or None
-        done = progress.get("bytes_done") or 0
-        if job.get("state") == "finished" and total:
-            done = total
-        if self.task is None:
-            self.task = self.progress.add_task(_label(job), total=total, completed=done, **fields)
-        else:
-            self.progress.update(self.task, description=_label(job), total=total, completed=done, **fields)
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
-class PlainProgress:
-    """A handful of lines for logs: each phase change and every quarter of the bytes."""
-
-    def __init__(self) -> None:
-        self.last: tuple[str, int] | None = None
-
-    def __enter__(self) -> PlainProgress:
-        return self
-
-    def update(self, job: dict[str, Any]) -> None:
-        progress = job.get("progress") or {}
-        total = progress.get("bytes_total") or 0
-        done = total if job.get("state") == "finished" and total else progress.get("bytes_done") or 0
-        quarter = int(4 * done / total) if total else 0
-        key = (_label(job), quarter)
-        if key == self.last:
-            return
-        self.last = key
-        parts = [f"{key[0]:<12}"]
-        if total:
-            parts.append(f"{100 * done / total:3.0f}%  {size(done)} / {size(total)}")
-        rate, eta = _rate_eta(progress)
-        parts += [p for p in (rate, eta, progress.get("current_file") or "") if p]
-        click.echo("  ".join(parts).rstrip(), err=True)
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def job_progress() -> LiveProgress | PlainProgress:
-    out = console(stderr=True)
-    return LiveProgress(out) if out.is_terminal else PlainProgress()
-
-
-@contextmanager
-def waiting(message: str) -> Iterator[None]:
-    """A spinner on a terminal, one plain line elsewhere, while something slow happens."""
-    out = console(stderr=True)
-    if not out.is_terminal:
-        click.echo(message, err=True)
-        yield
-        return
-    with out.status(message):
-        yield
