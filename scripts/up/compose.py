@@ -6,6 +6,7 @@ The files are the docker engineer's (``docker-compose.yml`` plus one override pe
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -21,6 +22,26 @@ DEMO_SOURCE_SH = 'd="${LLF_MODELS_DIR:-${LLF_HOME:-$HOME/.llf}/models}/.demo-src
 
 class ComposeError(Exception):
     """Compose is missing or a command failed."""
+
+
+def machine_env(repo: Path) -> dict[str, str]:
+    """Build variables this machine needs (local base image, pip mirror ...), from deploy/buildenv.py.
+
+    The docker engineer's helper knows them; a missing or failing helper means the defaults apply.
+    """
+    helper = repo / "deploy" / "buildenv.py"
+    if not helper.exists():
+        return {}
+    spec = importlib.util.spec_from_file_location("llf_deploy_buildenv", helper)
+    if spec is None or spec.loader is None:
+        return {}
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        found = module.compose_env()
+    except Exception:  # a helper bug must not stop `make up`; Compose's defaults remain
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def compose_command(run: Runner = run_quietly) -> list[str]:

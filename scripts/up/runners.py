@@ -59,9 +59,11 @@ class ComposeRunner:
     target: Target
     repo = localplan.REPO
 
+    machine: dict[str, str] = field(default_factory=dict)  # from deploy/buildenv.py; the user's env wins
+
     def env(self, serve_on_start: str | None) -> dict[str, str]:
         """The user's environment plus the published ports the settings' URLs name."""
-        env = dict(self.environ)
+        env = {**self.machine, **self.environ}
         env["LLF_MODELS_PORT"] = str(host_port(self.settings.models_url, 8001)[1])
         env["LLF_INFERENCE_PORT"] = str(host_port(self.settings.inference_url, 8000)[1])
         env.pop("LLF_SERVE_ON_START", None)
@@ -70,6 +72,7 @@ class ComposeRunner:
         return env
 
     def start(self, serve_on_start: str | None) -> None:
+        self.machine = compose.machine_env(self.repo)
         compose.up(self.repo, self.target, self.env(serve_on_start))
         state.update(self.settings.run_path, mode="compose", target=self.target)
 
