@@ -136,12 +136,13 @@ def rss_bytes(pid: int, children: bool = True) -> int:
 class Profiler:
     """``py-spy record`` attached to a running process for a while: the 'why' of a missed target."""
 
-    def __init__(self, pid: int, name: str, duration: float = 10.0) -> None:
+    def __init__(self, pid: int, name: str, duration: float = 10.0, subprocesses: bool = True) -> None:
         PROFILES_DIR.mkdir(parents=True, exist_ok=True)
         self.path = PROFILES_DIR / f"{name}.svg"
         exe = VENV_BIN / "py-spy"
         self.argv = [str(exe), "record", "--pid", str(pid), "--duration", str(int(duration)), "--rate", "200",
-                     "--subprocesses", "--nonblocking", "--format", "flamegraph", "--output", str(self.path)]
+                     *(["--subprocesses"] if subprocesses else []), "--nonblocking", "--format", "flamegraph",
+                     "--output", str(self.path)]
         self.popen: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Profiler:

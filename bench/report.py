@@ -73,9 +73,9 @@ class Target:
     op: Op
     value: float
 
-    def text(self) -> str:
+    def text(self, unit: str = "") -> str:
         symbol = {">=": "≥", "<=": "≤", "==": "="}[self.op]
-        return f"{symbol} {_fmt(self.value)}"
+        return f"{symbol} {_fmt(self.value, unit if unit != TIMES else '')}"
 
     def met(self, measured: float | None) -> bool | None:
         if measured is None or not math.isfinite(measured):
@@ -136,7 +136,7 @@ class Result:
             "targets": [
                 {
                     **asdict(t),
-                    "target": t.text(),
+                    "target": t.text(self.metrics[t.metric].unit if t.metric in self.metrics else ""),
                     "measured_median": _round(self.median(t.metric)),
                     "met": t.met(self.median(t.metric)),
                 }
@@ -222,6 +222,8 @@ def load_results() -> list[dict[str, Any]]:
         return []
     results = []
     for path in sorted(RESULTS_DIR.glob("*.json")):
+        if path.stem == "soak":
+            continue
         try:
             results.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError):
@@ -235,6 +237,30 @@ def _measured(result: dict[str, Any], metric: str) -> str:
         return NONE
     unit = summary.get("unit", "")
     return f"**{_fmt(summary['median'], unit)}** ({_fmt(summary['min'])} {NONE} {_fmt(summary['max'])})"
+
+
+def load_soak() -> dict[str, Any] | None:
+    """The last ``make soak`` report (written by ``tests/soak``), if any."""
+    try:
+        return dict(json.loads((RESULTS_DIR / "soak.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
+def render_soak(soak: dict[str, Any] | None) -> list[str]:
+    if not soak:
+        return ["", "Soak (`make soak`): not run yet."]
+    growth = ", ".join(f"{name} {soak['rss_before_mib'].get(name)} → {soak['rss_after_mib'].get(name)} MiB "
+                       f"({pct:+.1f} %)" for name, pct in soak.get("rss_growth_pct", {}).items())  # fmt: skip
+    lost = soak.get("lost_or_failed_jobs") or {}
+    return [
+        "",
+        f"Soak (`make soak`, {soak.get('date', '?')[:10]}): {soak.get('streams')} concurrent chat streams for "
+        f"{soak.get('seconds'):.0f} s plus {soak.get('pulls')} parallel pulls through the local-mode stack: "
+        f"{soak.get('requests')} streams, {soak.get('errors')} errors, {soak.get('pulls_finished')}/"
+        f"{soak.get('pulls')} pulls finished ({len(lost)} lost or failed), {soak.get('tokens_per_s')} tokens/s; "
+        f"RSS before → after: {growth or NONE} (limit +10 %).",
+    ]
 
 
 def render_table(results: list[dict[str, Any]]) -> str:
@@ -273,7 +299,7 @@ def render_table(results: list[dict[str, Any]]) -> str:
         f" {machine.get('memory_gib', '?')} GiB.",
         "",
     ]
-    return "\n".join([*header, *lines, *(["", *notes] if notes else [])])
+    return "\n".join([*header, *lines, *(["", *notes] if notes else []), *render_soak(load_soak())])
 
 
 def update_readme(results: list[dict[str, Any]] | None = None) -> None:

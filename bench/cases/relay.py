@@ -122,7 +122,7 @@ def run(ctx: Context, result: Result) -> None:
         if result.missed():
             body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True,
                     "max_tokens": CHUNKS_PER_RUN // 8}
-            with Profiler(gateway.pid, "relay-gateway", duration=30) as profiler:
+            with Profiler(gateway.pid, "relay-gateway", duration=30, subprocesses=False) as profiler:
                 load.batch("relay", via, body, 8)
             result.profile = profiler.result()
     finally:
