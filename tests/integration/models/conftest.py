@@ -6,7 +6,6 @@ stand-in is shared, so tests that add repos use names of their own (``unique_rep
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,15 +32,3 @@ def stack(tmp_path: Path, redis_url: str, fresh_hub: HubStandIn) -> Iterator[Reg
 def unique_repo() -> str:
     """A repo id no other test uses (the hub stand-in lives for the whole session)."""
     return f"llf-test/m-{uuid.uuid4().hex[:10]}"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def files_under(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")} if root.exists() else set()

@@ -13,7 +13,7 @@ import pytest
 from huggingface_hub import snapshot_download
 
 from tests.integration.conftest import TINY_REPO
-from tests.integration.models.conftest import files_under, sha256_of
+from tests.integration.models.helpers import files_under, sha256_of
 from tests.support.hub import HubStandIn
 from tests.support.registry import RegistryStack, wait_job
 

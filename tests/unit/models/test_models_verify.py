@@ -20,7 +20,7 @@ from llf_models.verify import (
     summarize,
 )
 
-from tests.unit.models.conftest import tensor, write_safetensors
+from tests.unit.models.builders import tensor, write_safetensors
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from redis import Redis
 
 from tests.integration.conftest import TINY_REPO
-from tests.integration.models.conftest import sha256_of
+from tests.integration.models.helpers import sha256_of
 from tests.support.hub import HubStandIn
 from tests.support.redis_server import RedisServer
 from tests.support.registry import RegistryStack, import_tiny_model, wait_job

@@ -1,4 +1,4 @@
-"""Helpers for the registry's unit tests: small safetensors files written by hand."""
+"""Builders for the registry's unit tests: small safetensors files written by hand."""
 
 from __future__ import annotations
 
