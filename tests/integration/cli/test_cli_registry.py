@@ -26,8 +26,12 @@ def llf(registry: RegistryStack, llf_home: Path) -> Llf:
     return Llf(llf_home, registry.url, dead_url())
 
 
-def test_pull_shows_progress_and_ends_verified(llf: Llf) -> None:
-    done = llf("pull", TINY)
+def test_pull_shows_progress_and_ends_verified(llf: Llf, hub: HubStandIn) -> None:
+    hub.throttle(600_000)  # ~3 s for the tiny model: long enough to be seen downloading
+    try:
+        done = llf("pull", TINY)
+    finally:
+        hub.reset_faults()
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     assert lines[0].startswith(f"pulling {TINY}@main (job ")
