@@ -52,9 +52,13 @@ def llf(
         registry.stop()
 
 
-def test_first_run_pulls_serves_and_answers(llf: Llf) -> None:
+def test_first_run_pulls_serves_and_answers(llf: Llf, hub: HubStandIn) -> None:
     assert llf.json("models", "ls") == []
-    done = llf("chat", "hi", "--max-tokens", "8", "--stats", timeout=ENGINE_WAIT, LLF_DEFAULT_MODEL=TINY)
+    hub.throttle(600_000)  # the tiny model takes ~3 s: the download is seen in progress
+    try:
+        done = llf("chat", "hi", "--max-tokens", "8", "--stats", timeout=ENGINE_WAIT, LLF_DEFAULT_MODEL=TINY)
+    finally:
+        hub.reset_faults()
     assert done.returncode == 0, done.stderr
     assert f"{TINY} is not downloaded yet; pulling it first" in done.stderr
     assert any(line.startswith("downloading") for line in done.stderr.splitlines()), done.stderr
