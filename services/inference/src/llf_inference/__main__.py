@@ -8,7 +8,9 @@ On SIGTERM uvicorn stops accepting connections and lets streams finish for at mo
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 from llf_common.errors import ConfigError
@@ -38,12 +40,19 @@ def main() -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    # uvicorn handles SIGTERM while it runs (drain, lifespan shutdown) and re-raises it once done;
+    # this handler turns that (or a SIGTERM during start-up) into a clean exit through ``finally``.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         server.run()
     finally:
         from llf_inference.engine import stop_all_engines
 
         stop_all_engines(settings.stop_timeout_s)
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":
