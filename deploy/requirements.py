@@ -14,13 +14,14 @@ import re
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
 
 
-def _project(directory: Path) -> dict[str, object]:
+def _project(directory: Path) -> dict[str, Any]:
     with (directory / "pyproject.toml").open("rb") as fh:
-        project: dict[str, object] = tomllib.load(fh)["project"]
+        project: dict[str, Any] = tomllib.load(fh)["project"]
     return project
 
 
@@ -30,16 +31,16 @@ def requirements(directories: list[Path]) -> list[str]:
     wanted: list[str] = []
     extras: dict[str, set[str]] = {name: set() for name in projects}
     for project in projects.values():
-        for requirement in project.get("dependencies", []):  # type: ignore[union-attr]
+        for requirement in project.get("dependencies", []):
             match = _NAME.match(requirement)
-            name = match.group(1) if match else ""
-            if name in projects:
-                extras[name].update(x.strip() for x in (match.group(2) or "").split(",") if x.strip())  # type: ignore[union-attr]
+            if match and match.group(1) in projects:
+                chosen = (x.strip() for x in (match.group(2) or "").split(","))
+                extras[match.group(1)].update(x for x in chosen if x)
             elif requirement not in wanted:
                 wanted.append(requirement)
-    for name, chosen in extras.items():
-        optional: dict[str, list[str]] = projects[name].get("optional-dependencies", {})  # type: ignore[assignment]
-        for extra in sorted(chosen):
+    for name, chosen_extras in extras.items():
+        optional: dict[str, list[str]] = projects[name].get("optional-dependencies", {})
+        for extra in sorted(chosen_extras):
             wanted.extend(r for r in optional.get(extra, []) if r not in wanted)
     return wanted
 

@@ -1,0 +1,93 @@
+"""Failures of single containers: a worker killed mid-pull, Redis restarted, the gateway killed."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import TINY, Stack, hub_sha256, job, model, pull, wait_job, wait_serving
+
+pytestmark = pytest.mark.timeout(1800)
+
+
+def restart_count(stack: Stack, container: str) -> int:
+    return int(stack.inspect(container)["RestartCount"])
+
+
+def docker(*args: str) -> None:
+    subprocess.run(["docker", *args], check=True, capture_output=True, timeout=120)
+
+
+def test_a_pull_completes_with_correct_sha256_after_its_worker_is_killed(
+    stack: Stack, registry: httpx.Client, hub_api: httpx.Client
+) -> None:
+    repo = "e2e/slow"  # a tiny model plus a 48 MB file served at 3 MB/s
+    job_id = pull(registry, repo)
+    deadline = time.monotonic() + 120
+    info = job(registry, job_id)
+    while not (info["state"] == "started" and info["progress"]["bytes_done"] > 8_000_000):
+        assert time.monotonic() < deadline, f"the pull never got going: {info}"
+        assert info["state"] in ("queued", "started"), info
+        time.sleep(0.2)
+        info = job(registry, job_id)
+    workers = stack.container_ids("worker")
+    before = {c: restart_count(stack, c) for c in workers}
+    docker("kill", *workers)  # SIGKILL both: whichever ran the pull, it dies mid-download
+
+    stack.wait_healthy("worker")
+    assert all(restart_count(stack, c) > before[c] for c in workers), "the restart policy brought the workers back"
+    done = wait_job(registry, job_id, timeout=300)
+    assert done["state"] == "finished", done
+    info = model(registry, repo)
+    assert info["verified"] is True
+    expected = hub_sha256(hub_api, repo)
+    for path, sha in expected.items():
+        on_disk = stack.compose("exec", "-T", "models", "sha256sum", f"{info['path']}/{path}").stdout.split()[0]
+        assert on_disk == sha, path
+
+
+def test_models_and_queued_jobs_survive_a_redis_restart(stack: Stack, registry: httpx.Client, served: str) -> None:
+    stack.compose("stop", "worker")
+    try:
+        job_id = pull(registry, "e2e/late")
+        assert job(registry, job_id)["state"] == "queued"
+        before = sorted(m["name"] for m in registry.get("/v1/models").json())
+        assert served in before
+
+        docker("restart", *stack.container_ids("redis"))
+        stack.wait_healthy("redis")
+        deadline = time.monotonic() + 60
+        while True:  # the registry reconnects on its own
+            try:
+                after = sorted(m["name"] for m in registry.get("/v1/models").json())
+                break
+            except (httpx.HTTPError, ValueError):
+                assert time.monotonic() < deadline, "the registry did not reconnect to Redis"
+                time.sleep(1)
+        assert after == before
+        assert job(registry, job_id)["state"] == "queued"
+    finally:
+        stack.compose("start", "worker")
+    stack.wait_healthy("worker")
+    assert wait_job(registry, job_id, timeout=180)["state"] == "finished"
+    assert model(registry, "e2e/late")["verified"] is True
+
+
+def test_a_killed_inference_container_comes_back_and_serves(stack: Stack, gateway: httpx.Client, served: str) -> None:
+    (container,) = stack.container_ids("inference")
+    before = restart_count(stack, container)
+    docker("kill", container)
+
+    stack.wait_healthy("inference", timeout=300)
+    assert restart_count(stack, container) > before
+    wait_serving(gateway, served, timeout=600)  # LLF_SERVE_ON_START: the gateway serves its model again
+    reply = gateway.post(
+        "/v1/chat/completions",
+        json={"model": TINY, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8},
+        timeout=120,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"] is not None
