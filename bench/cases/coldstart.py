@@ -59,9 +59,12 @@ class UpStack:
         home = ctx.path("coldstart")
         self.models_url = f"http://127.0.0.1:{free_port()}"
         self.inference_url = f"http://127.0.0.1:{free_port()}"
+        dropped = ("LLF_DEFAULT_MODEL", "LLF_CONFIG", "LLF_API_KEY", "HF_TOKEN", "LLF_RUN_DIR", "LLF_MODELS_DIR")
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in dropped},
             "LLF_MODE": "local",
+            "LLF_UP_SERVE_TIMEOUT": "600",
+            "PATH": os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if ".local/bin" not in p),
             "LLF_HOME": str(home / "llf"),
             "HOME": str(home / "user"),
             "LLF_MODELS_URL": self.models_url,
@@ -70,7 +73,6 @@ class UpStack:
             "HF_ENDPOINT": hub_url,
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
         }
-        self.env.pop("LLF_API_KEY", None)
         self.log = home / "up.log"
         self.command = f"{Path(sys.executable).relative_to(ROOT)} -m scripts.up --model {MODEL}"
 
