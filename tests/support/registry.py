@@ -7,9 +7,12 @@ its own process group, a log file, and is killed in ``stop()``; ports are free p
 Usage::
 
     with RegistryStack(tmp_path, redis_url=redis_url, hf_endpoint=hub.url) as stack:
-        stack.start_api()
-        stack.start_worker()
+        stack.start(workers=2)          # or start_api() and start_worker() one by one
         httpx.post(f"{stack.url}/v1/pulls", json={"repo": "o/n"})
+        import_tiny_model(stack.url, tiny_model_dir, "local/tiny")
+
+Defaults worth knowing: ``LLF_MODELS_DISK_MARGIN_BYTES=0``, and ``LLF_INFERENCE_URL`` points at a
+free port with nothing behind it (pass ``inference_url=`` to connect a gateway).
 
 When the test run measures coverage, the children measure theirs too (data files next to the
 parent's, combined by pytest-cov), including the forked work horses.
@@ -211,6 +214,13 @@ class RegistryStack:
         self.workers.append(worker)
         self._wait_worker_registered(worker)
         return worker
+
+    def start(self, workers: int = 1) -> str:
+        """The API plus ``workers`` workers; returns the API's base URL."""
+        self.start_api()
+        for _ in range(workers):
+            self.start_worker()
+        return self.url
 
     def _wait_worker_registered(self, worker: ManagedProcess, timeout: float = 30.0) -> None:
         from redis import Redis

@@ -27,7 +27,8 @@ def build_registry(settings: ModelsSettings, redis: Redis | None = None) -> Regi
     store = Store(settings.models_path)
 
     def lock_for(repo: str) -> RepoLock:
-        return RepoLock(redis, repo, api_holder(), ttl=settings.lock_ttl_s, wait=0, announce=True)
+        # A short wait: a job that was just stopped may still be releasing its lock.
+        return RepoLock(redis, repo, api_holder(), ttl=settings.lock_ttl_s, wait=settings.cancel_wait_s, announce=True)
 
     return Registry(
         settings=settings,
