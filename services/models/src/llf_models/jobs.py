@@ -79,7 +79,8 @@ def run_verify(scope: JobScope, repo: str) -> dict[str, Any]:
             if scope.job is not None:
                 scope.job.meta["result"] = {"ok": False, "problems": [vars(p) for p in problems]}
             raise VerifyFailed(
-                f"{len(problems)} file(s) of {repo} failed verification: " + "; ".join(described)
+                f"{len(problems)} file(s) of {repo} failed verification: "
+                + "; ".join(described)
                 + (" (pull it again to repair)" if manifest.source == "hub" else "")
             )
         manifest.verified_at = now()

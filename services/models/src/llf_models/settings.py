@@ -43,9 +43,7 @@ class ModelsSettings(LLFSettings):
     result_ttl_s: int = _knob(7 * 86400, "result_ttl_s", "How long finished jobs stay listed.", ge=60)
     failure_ttl_s: int = _knob(7 * 86400, "failure_ttl_s", "How long failed jobs stay listed.", ge=60)
     lock_ttl_s: float = _knob(30.0, "lock_ttl_s", "Expiry of a per-repo write lock; refreshed while held.", gt=1)
-    lock_wait_s: float = _knob(
-        3600.0, "lock_wait_s", "How long a job waits for another job on the same repo.", ge=0
-    )
+    lock_wait_s: float = _knob(3600.0, "lock_wait_s", "How long a job waits for another job on the same repo.", ge=0)
     disk_margin_bytes: int = _knob(
         GIB, "disk_margin_bytes", "Free space that must remain after a download completes.", ge=0
     )
