@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 
@@ -21,6 +23,15 @@ def docker(*args: str) -> None:
     subprocess.run(["docker", *args], check=True, capture_output=True, timeout=120)
 
 
+def crash(stack: Stack, *containers: str) -> None:
+    """SIGKILL each container's main process from the host: to Docker a crash, so the restart policy applies.
+
+    ``docker kill`` would not do: Docker counts it as a manual stop and then ignores the restart policy.
+    """
+    for container in containers:
+        os.kill(int(stack.inspect(container)["State"]["Pid"]), signal.SIGKILL)
+
+
 def test_a_pull_completes_with_correct_sha256_after_its_worker_is_killed(
     stack: Stack, registry: httpx.Client, hub_api: httpx.Client
 ) -> None:
@@ -35,7 +46,7 @@ def test_a_pull_completes_with_correct_sha256_after_its_worker_is_killed(
         info = job(registry, job_id)
     workers = stack.container_ids("worker")
     before = {c: restart_count(stack, c) for c in workers}
-    docker("kill", *workers)  # SIGKILL both: whichever ran the pull, it dies mid-download
+    crash(stack, *workers)  # both: whichever ran the pull, it dies mid-download
 
     stack.wait_healthy("worker")
     assert all(restart_count(stack, c) > before[c] for c in workers), "the restart policy brought the workers back"
@@ -79,7 +90,7 @@ def test_models_and_queued_jobs_survive_a_redis_restart(stack: Stack, registry: 
 def test_a_killed_inference_container_comes_back_and_serves(stack: Stack, gateway: httpx.Client, served: str) -> None:
     (container,) = stack.container_ids("inference")
     before = restart_count(stack, container)
-    docker("kill", container)
+    crash(stack, container)
 
     stack.wait_healthy("inference", timeout=300)
     assert restart_count(stack, container) > before
