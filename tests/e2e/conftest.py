@@ -1,9 +1,11 @@
 """The Compose stack under test: docker-compose.yml + the CPU override + the hub stand-in (compose.e2e.yml).
 
-One stack per test session (building and starting it is the expensive part), driven by
-testcontainers' ``DockerCompose`` under its own project name, with host ports chosen by Docker
-(published on 127.0.0.1 only) and every volume removed at the end. Without a reachable Docker
-engine and Compose v2 every test here is skipped with the reason.
+One stack for the e2e package (building and starting it is the expensive part), stopped after its
+last test so that its engine does not run beside the rest of the suite; driven by testcontainers'
+``DockerCompose`` under its own project name, with host ports chosen by Docker (published on
+127.0.0.1 only) and every volume removed at the end. ``compose run`` of the CLI uses ``--no-deps``:
+the services are up already, and letting Compose start them again could recreate them mid-test.
+Without a reachable Docker engine and Compose v2 every test here is skipped with the reason.
 
 Environment: ``LLF_E2E_KEEP=1`` leaves the stack running after the session (for debugging; remove
 it with ``docker compose -p <project> down -v``).
@@ -143,7 +145,7 @@ def stack_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack() -> Iterator[Stack]:
     reason = docker_unavailable()
     if reason:
@@ -173,19 +175,19 @@ def stack() -> Iterator[Stack]:
             stack.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def registry(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.url("models", 8001), timeout=30) as client:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gateway(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.url("inference", 8000), timeout=60) as client:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def hub_api(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.url("hub", 8080), timeout=30) as client:
         yield client
@@ -264,13 +266,13 @@ def wait_serving(gateway: httpx.Client, repo: str, timeout: float = 600) -> dict
     raise AssertionError(f"{repo} not served within {timeout} s: {status}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served(stack: Stack, registry: httpx.Client, gateway: httpx.Client) -> str:
     """The tiny model pulled with `llf pull` (verified by the registry) and served with `llf serve`."""
-    pulled = stack.compose("run", "--rm", "-T", "cli", "pull", TINY, timeout=300)
+    pulled = stack.compose("run", "--rm", "--no-deps", "-T", "cli", "pull", TINY, timeout=300)
     assert TINY in pulled.stdout + pulled.stderr
     info = model(registry, TINY)
     assert info["verified"] is True, info
-    stack.compose("run", "--rm", "-T", "cli", "serve", TINY, timeout=900)
+    stack.compose("run", "--rm", "--no-deps", "-T", "cli", "serve", TINY, timeout=900)
     wait_serving(gateway, TINY)
     return TINY

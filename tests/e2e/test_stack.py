@@ -25,7 +25,8 @@ def test_the_pulled_model_is_verified_against_the_hub(
 
 
 def test_the_cli_container_streams_a_chat_answer(stack: Stack, served: str) -> None:
-    done = stack.compose("run", "--rm", "-T", "cli", "chat", "--max-tokens", "24", "--stats", "hi", timeout=300)
+    chat = ("chat", "--max-tokens", "24", "--stats", "hi")
+    done = stack.compose("run", "--rm", "--no-deps", "-T", "cli", *chat, timeout=300)
     assert done.stdout.strip(), f"no answer; stderr: {done.stderr}"
     assert "tok" in done.stderr  # --stats: tokens, tokens/s and time to first token of the stream
 

@@ -156,11 +156,6 @@ def test_redis_sigkill_under_a_running_pull_with_jobs_queued_loses_no_job(
         assert all(models[repo]["verified"] for repo in repos)
 
 
-@pytest.mark.xfail(
-    reason="BUG (llf_models.worker): the worker process exits when Redis is unreachable for a second "
-    "(rq's work loop does not retry ConnectionError); only a supervisor restart saves the jobs",
-    strict=False,
-)
 def test_the_worker_rides_out_a_one_second_redis_crash(
     tmp_path: Path, redis_server: RedisServer, redis_url: str, fresh_hub: HubStandIn
 ) -> None:

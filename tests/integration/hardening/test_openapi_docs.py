@@ -1,8 +1,7 @@
 """The OpenAPI documents describe the error bodies and content types the services really send.
 
-Found by the fuzz suite and reported; these stay ``xfail`` (not strict) until fixed, so the
-bug is visible in every run without blocking CI. ``test_fuzz.py`` validates against the
-corrected shapes meanwhile, so every other schema violation still fails there.
+Both were found by the fuzz suite (FastAPI's default documents differ from what the shared error
+handlers and the Prometheus route send) and are fixed; these keep them fixed.
 """
 
 from __future__ import annotations
@@ -32,11 +31,6 @@ def gateway_app(tmp_path: Path) -> TestClient:
     return TestClient(create_app(InferenceSettings(home=tmp_path, device="cpu", models_url=unreachable_url())))
 
 
-@pytest.mark.xfail(
-    reason="BUG (llf_common.web): 422 bodies are {'detail': '<one line>', ...} but the OpenAPI document keeps "
-    "FastAPI's HTTPValidationError, whose 'detail' is an array of ValidationError",
-    strict=False,
-)
 @pytest.mark.parametrize("service", ["registry", "gateway"])
 def test_validation_errors_are_documented_as_sent(service: str, tmp_path: Path) -> None:
     client = registry_app(tmp_path) if service == "registry" else gateway_app(tmp_path)
@@ -49,11 +43,6 @@ def test_validation_errors_are_documented_as_sent(service: str, tmp_path: Path) 
     assert detail_type == sent_type
 
 
-@pytest.mark.xfail(
-    reason="BUG (llf_inference.api.control): GET /metrics answers Prometheus text/plain but is documented as "
-    "application/json (FastAPI's default when no response_class is given)",
-    strict=False,
-)
 def test_gateway_metrics_are_documented_as_prometheus_text(tmp_path: Path) -> None:
     client = gateway_app(tmp_path)
     with client:

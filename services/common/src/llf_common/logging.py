@@ -115,6 +115,7 @@ def configure_logging(
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers = []
         uvicorn_logger.propagate = True
+        uvicorn_logger.setLevel(logging.NOTSET)  # follow the root level, whatever an earlier uvicorn set
 
 
 class _ServiceFilter(logging.Filter):

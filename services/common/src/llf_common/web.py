@@ -178,12 +178,43 @@ def api_key_dependency(api_key: SecretStr | None) -> Callable[..., Awaitable[Non
     return require_api_key
 
 
+_VALIDATION_ERROR_BODY: dict[str, Any] = {
+    "title": "ValidationErrorBody",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "title": "Detail", "description": "One line naming each invalid field."},
+        "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}},
+        "error": {"type": "object", "description": "The same, OpenAI-style (the gateway's API)."},
+    },
+}
+
+
+def document_errors_as_sent(app: FastAPI) -> None:
+    """Make the OpenAPI document describe the 422 body ``install_error_handlers`` really sends.
+
+    FastAPI documents its own ``HTTPValidationError`` (``detail`` as an array), which clients
+    generated from the document would then fail to parse.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = build().get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = _VALIDATION_ERROR_BODY
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def base_app(
     title: str, version: str, *, body: ErrorBody = detail_body, max_body_bytes: int = 1 << 20, **kwargs: Any
 ) -> FastAPI:
     """A FastAPI app with the shared middlewares, error handlers and ``/healthz``."""
     app = FastAPI(title=title, version=version, **kwargs)
     install_error_handlers(app, body)
+    document_errors_as_sent(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes, body=body)
     app.add_middleware(RequestIdMiddleware)
 

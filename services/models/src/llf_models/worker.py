@@ -12,6 +12,12 @@ job is requeued and, being idempotent and resumable, continues from the bytes on
 The work horse (RQ forks one per job, in its own process group) asks the kernel to SIGKILL it
 if its parent dies, so killing a worker never leaves a download running unsupervised. After a
 horse dies (cancel, timeout, crash), the worker drops the repo locks the horse held.
+
+RQ's work loop quits on any Redis error met outside its dequeue wait (a heartbeat while a job
+runs, maintenance). A Redis restart is not a reason for the worker process to die, so ``serve``
+runs the loop again under a new worker identity once Redis answers: the horse that lost its
+supervisor is killed, and the first sweep of the new identity requeues its job, which resumes
+from the bytes on disk.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import os
 import signal
 import sys
 import threading
+import time
+import uuid
 from typing import Any
 
 from llf_common.errors import ConfigError
@@ -123,11 +131,13 @@ class Liveness(threading.Thread):
             tick += 1
             self.stopped.wait(beat_every)
 
-    def stop(self) -> None:
+    def stop(self, clean: bool = True) -> None:
+        """Stop beating; ``clean=False`` (Redis was lost) keeps the name among ours so a sweep requeues its job."""
         self.stopped.set()
         with contextlib.suppress(RedisError):
             self.redis.delete(alive_key(self.worker_name))
-            self.redis.srem(OUR_WORKERS, self.worker_name)
+            if clean:
+                self.redis.srem(OUR_WORKERS, self.worker_name)
 
 
 class ModelsWorker(Worker):
@@ -147,7 +157,12 @@ class ModelsWorker(Worker):
         try:
             return bool(super().work(*args, **kwargs))
         finally:
-            self.liveness.stop()
+            self.liveness.stop(clean=self.stop_requested)
+
+    @property
+    def stop_requested(self) -> bool:
+        """A warm shutdown was asked for (SIGTERM/SIGINT), as opposed to the loop quitting on an error."""
+        return bool(getattr(self, "_stop_requested", False))
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         die_with_parent()
@@ -174,6 +189,44 @@ def build_worker(settings: ModelsSettings, name: str | None = None) -> ModelsWor
     )
 
 
+def wait_for_redis(settings: ModelsSettings, max_delay_s: float = 5.0) -> None:
+    """Block until Redis answers a PING, backing off up to ``max_delay_s`` between tries."""
+    redis = Redis.from_url(settings.redis_url)
+    delay = 0.2
+    while True:
+        try:
+            redis.ping()
+            return
+        except RedisError:
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+
+
+def serve(settings: ModelsSettings, name: str | None, burst: bool) -> None:
+    """Run the work loop until a requested stop (or an empty queue in burst mode), across Redis outages."""
+    attempt = 0
+    while True:
+        # A fresh identity each round: the old one may still be registered in Redis.
+        worker = build_worker(settings, f"{name}-{attempt}" if name and attempt else name)
+        if attempt == 0:
+            log.info("worker starting", extra={"worker": worker.name, "queue": settings.queue_name})
+        try:
+            worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+        except RedisError as exc:  # RQ's teardown could not reach Redis either
+            log.debug("worker teardown failed", extra={"error": str(exc)})
+        if worker.stop_requested or burst:
+            return
+        if worker.horse_pid:  # a download whose supervisor quit: stop it (its job is requeued)
+            with contextlib.suppress(OSError):
+                worker.kill_horse()
+                worker.wait_for_horse()
+        log.warning("worker lost Redis; reconnecting", extra={"worker": worker.name})
+        wait_for_redis(settings)
+        attempt += 1
+        name = name or uuid.uuid4().hex
+        log.info("worker reconnected", extra={"worker": f"{name}-{attempt}"})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="llf-models-worker", description="Run pull/verify/import jobs.")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
@@ -187,9 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format, service="models-worker")
     quiet_http_logs(settings.log_level)
     settings.models_path.mkdir(parents=True, exist_ok=True)
-    worker = build_worker(settings, args.name)
-    log.info("worker starting", extra={"worker": worker.name, "queue": settings.queue_name})
-    worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=False)
+    serve(settings, args.name, args.burst)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from llf_common.errors import NotFound, Unavailable, UpstreamError
 from llf_common.wire import GatewayStatus, ServeRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -42,7 +42,7 @@ async def status(request: Request) -> GatewayStatus:
     return get_gateway(request).supervisor.status()
 
 
-@router.get("/metrics", summary="Prometheus metrics of the gateway.")
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of the gateway.")
 async def metrics(request: Request) -> Response:
     gateway = get_gateway(request)
     gateway.update_gauges()
