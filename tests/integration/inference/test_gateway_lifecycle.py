@@ -70,12 +70,13 @@ def test_hot_swap_between_two_tiny_models_fails_no_request_of_a_patient_client(g
     while len(in_flight) < 3:  # the stream is under way before the swap starts
         time.sleep(0.05)
     follower = PatientClient(gateway)  # follows the gateway's current model
-    switcher = PatientClient(gateway, model=new)  # already asks for the model being switched to
+    switcher = PatientClient(gateway, model=new)  # asks for the new model as soon as it is asked for
     threads = [threading.Thread(target=c.run) for c in (follower, switcher)]
-    for thread in threads:
-        thread.start()
+    threads[0].start()
     try:
+        time.sleep(0.5)  # the follower is sending when the swap begins
         status = gateway.serve(new, wait=False)
+        threads[1].start()
         assert status["target"] == new and status["state"] in ("switching", "starting", "ready")
         gateway.wait_model(new)
         started = time.monotonic()
@@ -85,7 +86,8 @@ def test_hot_swap_between_two_tiny_models_fails_no_request_of_a_patient_client(g
         follower.stop.set()
         switcher.stop.set()
         for thread in threads:
-            thread.join(180)
+            if thread.is_alive():
+                thread.join(180)
         stream.join(300)
     assert follower.failures == [] and switcher.failures == []
     assert follower.retried > 0 and switcher.retried > 0  # they did meet the switch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -166,3 +167,19 @@ def test_rate_meter_reports_events_per_second_over_the_window() -> None:
     assert meter.rate(now=110.1) == 5.0
     assert meter.rate(now=115.0) == 2.5
     assert meter.rate(now=200.0) == 0.0
+
+
+def test_the_engine_starts_under_a_gateway_that_is_pid_1_and_not_after_the_gateway_died() -> None:
+    """The launch wrapper compares its parent with the gateway's pid, never with 1.
+
+    In a container the gateway is pid 1; the wrapper once took that for "orphaned" and exited
+    with code 1 before the engine started, with nothing in the log.
+    """
+    from llf_inference.engine import _DIE_WITH_PARENT
+
+    argv = [sys.executable, "-c", _DIE_WITH_PARENT]
+    started = subprocess.run([*argv, str(os.getpid()), sys.executable, "-c", "print('engine')"], capture_output=True)
+    assert (started.returncode, started.stdout) == (0, b"engine\n")
+    orphan = subprocess.run([*argv, "1", sys.executable, "-c", "print('engine')"], capture_output=True)
+    assert orphan.returncode == 1 and orphan.stdout == b""
+    assert b"the gateway is gone" in orphan.stderr

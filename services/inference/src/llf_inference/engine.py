@@ -98,13 +98,16 @@ def free_port() -> int:
 # Runs first in the engine's process, then execs the engine: asks Linux to SIGTERM the engine if
 # the gateway dies without stopping it (SIGKILL, OOM kill). A separate exec instead of
 # ``preexec_fn``, which is unsafe in a process with threads. The setting survives execve.
+# argv[1] is the gateway's pid: if the parent is no longer that process, the gateway died before
+# prctl took effect and the engine must not start as an orphan. (Comparing with pid 1 would be
+# wrong: in a container the gateway itself is pid 1.)
 _DIE_WITH_PARENT = (
     "import ctypes, os, signal, sys\n"
     "try: ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"  # 1 = PR_SET_PDEATHSIG
     "except Exception: pass\n"
-    "if os.getppid() == 1: sys.exit(1)\n"  # the gateway died before prctl: do not start an orphan
-    "try: os.execvp(sys.argv[1], sys.argv[1:])\n"
-    "except OSError as exc: sys.exit(f'llf: cannot start the engine ({sys.argv[1]}): {exc.strerror}')\n"
+    "if os.getppid() != int(sys.argv[1]): sys.exit('llf: the gateway is gone; not starting the engine')\n"
+    "try: os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "except OSError as exc: sys.exit(f'llf: cannot start the engine ({sys.argv[2]}): {exc.strerror}')\n"
 )
 
 
@@ -133,7 +136,7 @@ class EngineProcess:
         self._on_exit = on_exit
         self._log = log_file.open("ab") if log_file else None
         self.popen = subprocess.Popen(
-            [sys.executable, "-c", _DIE_WITH_PARENT, *self.argv],
+            [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *self.argv],
             env=spec.environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -147,6 +147,7 @@ class ModelsWorker(Worker):
         super().__init__(*args, **kwargs)
         self.llf_settings = settings
         self.liveness: Liveness | None = None
+        self.stop_requested = False  # a warm shutdown was asked for, as opposed to the loop quitting on an error
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         self.liveness = Liveness(self.name, self.llf_settings.queue_name, self.llf_settings)
@@ -159,10 +160,10 @@ class ModelsWorker(Worker):
         finally:
             self.liveness.stop(clean=self.stop_requested)
 
-    @property
-    def stop_requested(self) -> bool:
-        """A warm shutdown was asked for (SIGTERM/SIGINT), as opposed to the loop quitting on an error."""
-        return bool(getattr(self, "_stop_requested", False))
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        """SIGTERM/SIGINT (or RQ's shutdown command): remembered, so ``serve`` knows the loop ended on purpose."""
+        self.stop_requested = True
+        super().request_stop(signum, frame)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         die_with_parent()
