@@ -32,7 +32,7 @@ def test_the_cli_container_streams_a_chat_answer(stack: Stack, served: str) -> N
 
 
 def test_the_openai_client_streams_through_the_published_gateway_port(gateway: httpx.Client, served: str) -> None:
-    client = openai.OpenAI(base_url=f"{gateway.base_url}v1", api_key="unused", timeout=120)
+    client = openai.OpenAI(base_url=str(gateway.base_url).rstrip("/") + "/v1", api_key="unused", timeout=120)
     stream = client.chat.completions.create(
         model=TINY, messages=[{"role": "user", "content": "hi"}], max_tokens=24, stream=True
     )
