@@ -98,18 +98,20 @@ def test_models_and_queued_jobs_survive_a_redis_restart(stack: Stack, registry: 
     assert model(registry, "e2e/late")["verified"] is True
 
 
-def test_a_killed_inference_container_comes_back_and_serves(stack: Stack, gateway: httpx.Client, served: str) -> None:
+def test_a_killed_inference_container_comes_back_and_serves(stack: Stack, served: str) -> None:
     (container,) = stack.container_ids("inference")
     before = restart_count(stack, container)
     crash(stack, container)
 
     wait_restarted(stack, {container: before})
     stack.wait_healthy("inference", timeout=300)
-    wait_serving(gateway, served, timeout=600)  # LLF_SERVE_ON_START: the gateway serves its model again
-    reply = gateway.post(
-        "/v1/chat/completions",
-        json={"model": TINY, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8},
-        timeout=120,
-    )
+    # A restarted container may get another ephemeral host port: ask Compose again.
+    with httpx.Client(base_url=stack.url("inference", 8000), timeout=60) as gateway:
+        wait_serving(gateway, served, timeout=600)  # LLF_SERVE_ON_START: the gateway serves its model again
+        reply = gateway.post(
+            "/v1/chat/completions",
+            json={"model": TINY, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8},
+            timeout=120,
+        )
     assert reply.status_code == 200, reply.text
     assert reply.json()["choices"][0]["message"]["content"] is not None
