@@ -1,6 +1,8 @@
 """``python -m tests.support.hub --root DIR [--host H] [--port P] [--tiny REPO[@SEED] ...]``.
 
-Serves the stand-in until SIGTERM/SIGINT, for containers and benchmarks. Repos already under
+Serves the stand-in until SIGTERM/SIGINT, for containers (the e2e stack's ``hub`` service), benchmarks
+and manual runs. ``--slow REPO:PATH:BPS`` caps the download rate of one file, so that a test can kill a
+worker *during* a pull or watch several pulls make progress side by side. Repos already under
 ``--root`` are served as they are; ``--tiny``/``--large`` only create repos that do not exist yet,
 so a restart serves the same shas.
 """
@@ -27,6 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--large", action="append", default=[], metavar="REPO:NAME:SIZE[:SEED]", help="add a random file of SIZE bytes"
     )
+    parser.add_argument(
+        "--slow", action="append", default=[], metavar="REPO:PATH:BPS", help="cap the download rate of one file"
+    )
     parser.add_argument("--gated", action="append", default=[], metavar="REPO", help="make REPO gated")
     parser.add_argument("--token", action="append", default=[], help="token accepted for gated repos")
     args = parser.parse_args(argv)
@@ -42,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
         repo = hub.store.find(repo_id)
         if repo is None or name not in hub.files(repo_id):
             hub.add_large_file(repo_id, name, int(size), seed=int(seed[0]) if seed else 0)
+    for spec in args.slow:
+        repo_id, path, rate = spec.split(":")
+        hub.faults.slow_bps[(repo_id, path)] = float(rate)
     for repo_id in args.gated:
         hub.set_gated(repo_id, True)
     for token in args.token or filter(None, [os.environ.get("HUB_STAND_IN_TOKEN")]):
