@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 ErrorBody = Callable[[int, str, str], dict[str, Any]]
 
+# uvicorn closes an idle keep-alive connection after 5 s, exactly when httpx (and most clients)
+# still consider it reusable: a request sent on it in that instant fails with a bare ReadError.
+# A server that keeps connections longer than its clients do leaves that race to no one.
+KEEP_ALIVE_S = 65
+
 
 def detail_body(status: int, code: str, message: str) -> dict[str, Any]:
     """The registry's and default error shape: ``{"detail": ...}``."""

@@ -15,6 +15,7 @@ from types import FrameType
 import uvicorn
 from llf_common.errors import ConfigError
 from llf_common.logging import configure_logging
+from llf_common.web import KEEP_ALIVE_S
 
 from llf_inference.settings import get_settings
 
@@ -36,6 +37,7 @@ def main() -> None:
         port=settings.port,
         log_config=None,
         access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
         lifespan="on",
     )

@@ -6,6 +6,7 @@ import sys
 
 from llf_common.errors import ConfigError
 from llf_common.logging import configure_logging
+from llf_common.web import KEEP_ALIVE_S
 
 
 def main() -> None:
@@ -31,6 +32,7 @@ def main() -> None:
         port=settings.port,
         log_config=None,
         proxy_headers=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=5,
     )
 
