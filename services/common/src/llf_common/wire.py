@@ -119,7 +119,19 @@ class FileEntry(Wire):
     lfs: bool = False
 
 
-class ModelInfo(Wire):
+class ModelFacts(Wire):
+    """What verification learns about a model's files; the registry's manifest and ``ModelInfo`` carry it."""
+
+    architecture: str | None = None
+    architecture_supported: bool | None = None
+    params: int | None = None
+    dtype: str | None = None
+    weight_bytes: int | None = Field(None, description="Estimated weight memory: params x dtype size.")
+    context_length: int | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ModelInfo(ModelFacts):
     name: str = Field(description="Repo id, e.g. Qwen/Qwen2.5-0.5B-Instruct.")
     revision: str
     sha: str
@@ -127,16 +139,9 @@ class ModelInfo(Wire):
     size_bytes: int
     verified: bool
     verified_at: datetime | None = None
-    architecture: str | None = None
-    architecture_supported: bool | None = None
-    params: int | None = None
-    dtype: str | None = None
-    weight_bytes: int | None = Field(None, description="Estimated weight memory: params x dtype size.")
-    context_length: int | None = None
     source: Literal["hub", "import"] = "hub"
     served: bool = False
     files: list[FileEntry] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
 
 
 class ImportRequest(Wire):

@@ -162,11 +162,6 @@ def build_manifest(
         blobs=blobs,
         total_bytes=sum(e.size for e in entries),
         verified_at=now(),
-        architecture=summary.architecture,
-        architecture_supported=summary.architecture_supported,
-        params=summary.params,
-        dtype=summary.dtype,
-        weight_bytes=summary.weight_bytes,
-        context_length=summary.context_length,
+        **summary.model_dump(exclude={"warnings"}),
         warnings=warnings,
     )

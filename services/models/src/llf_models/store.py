@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Literal
 
 from llf_common.errors import BadRequest
-from llf_common.wire import FileEntry, ModelInfo, check_repo_id
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from llf_common.wire import FileEntry, ModelFacts, ModelInfo, check_repo_id
+from pydantic import ConfigDict, Field, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def check_sha(sha: str) -> str:
     return sha
 
 
-class Manifest(BaseModel):
+class Manifest(ModelFacts):
     """What was verified for one model; written as ``manifests/owner--name.json``."""
 
     model_config = ConfigDict(extra="ignore")
@@ -86,13 +86,6 @@ class Manifest(BaseModel):
     blobs: dict[str, str] = Field(default_factory=dict, description="File path -> blob name under blobs/.")
     total_bytes: int = 0
     verified_at: datetime | None = None
-    architecture: str | None = None
-    architecture_supported: bool | None = None
-    params: int | None = None
-    dtype: str | None = None
-    weight_bytes: int | None = None
-    context_length: int | None = None
-    warnings: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=now)
 
     def to_info(self, snapshot: Path, *, served: bool = False) -> ModelInfo:
@@ -104,16 +97,10 @@ class Manifest(BaseModel):
             size_bytes=self.total_bytes,
             verified=self.verified_at is not None,
             verified_at=self.verified_at,
-            architecture=self.architecture,
-            architecture_supported=self.architecture_supported,
-            params=self.params,
-            dtype=self.dtype,
-            weight_bytes=self.weight_bytes,
-            context_length=self.context_length,
+            **self.model_dump(include=set(ModelFacts.model_fields)),
             source=self.source,
             served=served,
             files=list(self.files),
-            warnings=list(self.warnings),
         )
 
 

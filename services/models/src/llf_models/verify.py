@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llf_common.wire import ModelFacts
+
 from llf_models.errors import CorruptFile
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -94,17 +96,6 @@ class TensorStats:
             return None
         name = self.bytes_by_dtype.most_common(1)[0][0]
         return TORCH_NAMES.get(name, name.lower())
-
-
-@dataclass
-class ModelSummary:
-    architecture: str | None = None
-    architecture_supported: bool | None = None
-    params: int | None = None
-    dtype: str | None = None
-    weight_bytes: int | None = None
-    context_length: int | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 def check_safetensors(path: Path, name: str | None = None) -> TensorStats:
@@ -208,9 +199,9 @@ def architecture_warning(arch: str | None) -> str | None:
     return None
 
 
-def summarize(files: dict[str, Path]) -> ModelSummary:
+def summarize(files: dict[str, Path]) -> ModelFacts:
     """Check every ``*.safetensors`` and ``config.json`` among ``files`` (repo path -> local path)."""
-    summary = ModelSummary()
+    summary = ModelFacts()
     stats = TensorStats()
     saw_weights = False
     config: dict[str, Any] | None = None
