@@ -289,15 +289,22 @@ def test_serving_the_same_model_again_keeps_the_running_engine(gw: ThreadedGatew
 
 
 def test_several_replicas_share_the_load(start_gateway: Start) -> None:
-    gateway = start_gateway(engine_env={"FAKE_TOKEN_DELAY": "0.05"})
+    gateway = start_gateway(engine_env={"FAKE_TOKEN_DELAY": "0.2"})
     status = gateway.serve(replicas=2).json()
     assert len(status["replicas"]) == 2 and all(r["state"] == "ready" for r in status["replicas"])
     with gateway.client.stream("POST", "/v1/chat/completions", json={**CHAT, "max_tokens": 40, "stream": True}) as r:
-        next(r.iter_raw())
-        in_flight = sorted(rep["in_flight"] for rep in gateway.client.get("/v1/status").json()["replicas"])
-        assert in_flight == [0, 1]
-        other = gateway.client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 1})
-        assert other.status_code == 200
+        # Keep each iterator referenced: a dropped one is closed whenever the GC gets to it, and
+        # closing it hangs up on the gateway (which then rightly releases the replica).
+        chunks = r.iter_raw()
+        next(chunks)  # the stream is open on one replica for the next ~8 s
+        try:
+            gateway.wait_state(lambda s: sorted(rep["in_flight"] for rep in s["replicas"]) == [0, 1], 5.0)
+        except AssertionError as exc:  # say how the stream ended, if it did
+            raise AssertionError(f"{exc}; rest of the stream: {b''.join(chunks)[-400:]!r}") from None
+        with gateway.client.stream("POST", "/v1/chat/completions", json={**CHAT, "max_tokens": 5, "stream": True}) as o:
+            second = o.iter_raw()
+            next(second)  # the second stream goes to the idle replica, not behind the first
+            gateway.wait_state(lambda s: sorted(rep["in_flight"] for rep in s["replicas"]) == [1, 1], 5.0)
 
 
 def test_serve_on_start_serves_the_model_without_being_asked(start_gateway: Start) -> None:
