@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import httpx
+import psutil
 
 from bench import load
 from bench.context import Context
@@ -67,6 +68,18 @@ def start(ctx: Context) -> tuple[Proc, str, int]:
     return proc, url, int(replica["port"])
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU time of ``processes`` so far (0 for one that is gone)."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 async def single(url: str, http: httpx.AsyncClient) -> load.StreamStats:
     stats = await load.chat_stream(http, f"{url}/v1/chat/completions", body())
     if not stats.ok:
@@ -88,6 +101,8 @@ def run(ctx: Context, result: Result) -> None:
     proc, url, engine_port = start(ctx)
     direct = f"http://127.0.0.1:{engine_port}"
     try:
+        gateway = psutil.Process(proc.pid)
+        engine = gateway.children(recursive=True)  # vLLM's API server, engine core and worker
         asyncio.run(one_stream_rep(url, direct))  # warm-up (compiles, caches, connections)
         for rep in range(ctx.reps):
             via, straight = asyncio.run(one_stream_rep(url, direct))
@@ -108,9 +123,15 @@ def run(ctx: Context, result: Result) -> None:
                 result.metrics["gateway_tok_s_c1"].samples[-1] / result.metrics["direct_tok_s_c1"].samples[-1]
             )
             batches = {}
-            for side in (["gateway", "direct"] if rep % 2 == 0 else ["direct", "gateway"]):
+            for side in ["gateway", "direct"] if rep % 2 == 0 else ["direct", "gateway"]:
                 target = url if side == "gateway" else direct
+                gateway_cpu, engine_cpu = cpu_seconds([gateway]), cpu_seconds(engine)
                 batch = load.batch("chat", f"{target}/v1/chat/completions", body(), CONCURRENT)
+                if side == "gateway":  # where the cores went while streams crossed the gateway
+                    for name, used in (("gateway", cpu_seconds([gateway]) - gateway_cpu),
+                                       ("engine", cpu_seconds(engine) - engine_cpu)):  # fmt: skip
+                        result.metric(f"{name}_cpu_pct_c32", "%", f"{name} CPU time / wall, 32 streams via the gateway",
+                                      ).add(100 * used / batch.wall_s)  # fmt: skip
                 if batch.errors:
                     raise RuntimeError(f"{len(batch.errors)} failed streams ({side}): {batch.errors[:2]}")
                 batches[side] = batch
@@ -133,6 +154,8 @@ def run(ctx: Context, result: Result) -> None:
             ("TTFT p99 overhead, 1 stream", "ttft_overhead_p99_ms_c1"),
             ("direct TTFT p50, 1 stream", "direct_ttft_p50_ms_c1"),
             ("direct tokens/s, 32 streams", "direct_tok_s_c32"),
+            ("gateway CPU (% of one core), 32 streams", "gateway_cpu_pct_c32"),
+            ("vLLM CPU (% of one core, all its processes), 32 streams", "engine_cpu_pct_c32"),
         ]
         if result.missed():
             with Profiler(proc.pid, "gateway-vllm", duration=60, subprocesses=False) as profiler:
