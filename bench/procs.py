@@ -133,6 +133,16 @@ def rss_bytes(pid: int, children: bool = True) -> int:
         return 0
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU time ``processes`` have used so far (a process that is gone adds 0)."""
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 class Profiler:
     """``py-spy record`` attached to a running process for a while: the 'why' of a missed target."""
 

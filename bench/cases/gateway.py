@@ -19,7 +19,7 @@ import psutil
 
 from bench import load
 from bench.context import Context
-from bench.procs import VENV_BIN, Proc, Profiler, free_port, wait_http
+from bench.procs import VENV_BIN, Proc, Profiler, cpu_seconds, free_port, wait_http
 from bench.report import TIMES, Result, Target, percentile
 
 MODEL = "bench/tiny"
@@ -66,18 +66,6 @@ def start(ctx: Context) -> tuple[Proc, str, int]:
         proc.stop(timeout=30)
         raise
     return proc, url, int(replica["port"])
-
-
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    """User + system CPU time of ``processes`` so far (0 for one that is gone)."""
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
 
 
 async def single(url: str, http: httpx.AsyncClient) -> load.StreamStats:
@@ -128,10 +116,10 @@ def run(ctx: Context, result: Result) -> None:
                 gateway_cpu, engine_cpu = cpu_seconds([gateway]), cpu_seconds(engine)
                 batch = load.batch("chat", f"{target}/v1/chat/completions", body(), CONCURRENT)
                 if side == "gateway":  # where the cores went while streams crossed the gateway
-                    for name, used in (("gateway", cpu_seconds([gateway]) - gateway_cpu),
-                                       ("engine", cpu_seconds(engine) - engine_cpu)):  # fmt: skip
-                        result.metric(f"{name}_cpu_pct_c32", "%", f"{name} CPU time / wall, 32 streams via the gateway",
-                                      ).add(100 * used / batch.wall_s)  # fmt: skip
+                    used = {"gateway": cpu_seconds([gateway]) - gateway_cpu, "engine": cpu_seconds(engine) - engine_cpu}
+                    for name, seconds in used.items():
+                        what = f"{name} CPU time / wall, 32 streams via the gateway"
+                        result.metric(f"{name}_cpu_pct_c32", "%", what).add(100 * seconds / batch.wall_s)
                 if batch.errors:
                     raise RuntimeError(f"{len(batch.errors)} failed streams ({side}): {batch.errors[:2]}")
                 batches[side] = batch

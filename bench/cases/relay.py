@@ -19,18 +19,13 @@ import psutil
 
 from bench import load
 from bench.context import Context
-from bench.procs import VENV_BIN, Proc, Profiler, free_port, pin, wait_http
+from bench.procs import VENV_BIN, Proc, Profiler, cpu_seconds, free_port, pin, wait_http
 from bench.report import TIMES, Result, Target
 
 MODEL = "bench/upstream"
 CHUNKS_PER_RUN = 200_000
 CONCURRENCY = (1, 8)
 UPSTREAM_BATCH = 16
-
-
-def gateway_cpu_s(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
 
 
 def start_gateway(ctx: Context) -> tuple[Proc, str, int, int]:
@@ -79,9 +74,9 @@ def run(ctx: Context, result: Result) -> None:
             load.batch("relay", via, {**body, "max_tokens": 1000}, concurrency)  # warm-up: connections, caches
             for _ in range(ctx.reps):
                 straight = load.batch("relay", direct, body, concurrency)
-                cpu0 = gateway_cpu_s(gateway.pid)
+                cpu0 = cpu_seconds([psutil.Process(gateway.pid)])
                 relayed = load.batch("relay", via, body, concurrency)
-                cpu = gateway_cpu_s(gateway.pid) - cpu0
+                cpu = cpu_seconds([psutil.Process(gateway.pid)]) - cpu0
                 errors = straight.errors + relayed.errors
                 if errors:
                     raise RuntimeError(f"{len(errors)} failed streams: {errors[:2]}")
