@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 
 from bench.report import percentile
 
@@ -71,10 +72,10 @@ async def chat_stream(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -
                 stats.error = (await response.aread()).decode(errors="replace")[:300]
                 stats.total_s = time.perf_counter() - start
                 return stats
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
+            async for sse in EventSource(response).aiter_sse():  # not aiter_lines(): see tests/soak
+                if sse.data == "[DONE]":
                     continue
-                event = json.loads(line[6:])
+                event = json.loads(sse.data)
                 if "error" in event:
                     stats.error = str(event["error"])[:300]
                     break

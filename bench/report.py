@@ -291,7 +291,7 @@ def render_table(results: list[dict[str, Any]]) -> str:
             notes.append(f"- #{number} {title}: {note}")
     machine = results[0].get("machine", {}) if results else {}
     header = [
-        "`make bench` (`.venv/bin/python -m bench.run [NAME ...]`, 8.4 min on 2 cores) measures what llf",
+        "`make bench` (`.venv/bin/python -m bench.run [NAME ...]`, 7.1 min on 2 cores) measures what llf",
         "costs on top of vLLM, the Hub client and RQ; `python -m bench.run --list` names the benchmarks. Knobs:",
         "`LLF_BENCH_REPS` (≥ 3), `LLF_BENCH_PULL_MB` (size of the pull/verify repo, default 512 MiB),",
         "`LLF_BENCH_KEEP=1` (keep logs). Every figure is measured side by side with its baseline in one run,",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import httpx
+from httpx_sse import EventSource
 
 from tests.support.engine import VllmEngine
 
@@ -26,13 +27,11 @@ def test_the_engine_streams_a_chat_completion_from_the_tiny_model(engine: VllmEn
     with httpx.stream("POST", f"{engine.url}/chat/completions", json=request, timeout=120) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            if line == "data: [DONE]":
+        for sse in EventSource(response).iter_sse():  # an SSE parser: iter_lines() splits at U+2028 too
+            if sse.data == "[DONE]":
                 done = True
                 break
-            events.append(json.loads(line.removeprefix("data: ")))
+            events.append(json.loads(sse.data))
     assert done
     choices = [event["choices"][0] for event in events if event.get("choices")]  # type: ignore[index]
     text = "".join(choice["delta"].get("content") or "" for choice in choices)  # type: ignore[index]

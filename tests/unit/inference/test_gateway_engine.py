@@ -71,6 +71,7 @@ def test_cpu_engines_get_the_kv_cache_space_and_eager_mode(make_settings: MakeSe
     spec = EngineSpec.from_settings(settings, "o/m", "/m")
     env = spec.environment({})
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "3" and "HF_HUB_OFFLINE" not in env
+    assert env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"] == "65"  # outlives the gateway's 5 s reuse of a connection
     assert spec.options.enforce_eager is True
 
 

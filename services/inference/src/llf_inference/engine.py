@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from llf_common.web import KEEP_ALIVE_S
 
 from llf_inference.settings import EngineOptions, InferenceSettings
 
@@ -80,6 +81,10 @@ class EngineSpec:
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _SCRUBBED_ENV}
         env.update({"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"})
+        # vLLM's uvicorn drops idle connections after 5 s, httpx's keep-alive expiry: the gateway
+        # could send a request on a connection in the instant it closes (a 503 "ReadError" in the
+        # soak). The engine keeps them as long as our services do, longer than the gateway reuses them.
+        env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"] = str(KEEP_ALIVE_S)
         if self.device == "cpu" and self.options.cpu_kvcache_space:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.cpu_kvcache_space)
         if self.options.cuda_visible_devices is not None:
