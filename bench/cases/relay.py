@@ -68,15 +68,16 @@ def run(ctx: Context, result: Result) -> None:
         os.sched_setaffinity(0, {1} & set(range(os.cpu_count() or 1)) or own_cpus)
         direct = f"http://127.0.0.1:{engine_port}/v1/chat/completions"
         via = f"{url}/v1/chat/completions"
+        gateway_processes = [psutil.Process(gateway.pid)]
         for concurrency in CONCURRENCY:
             body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True,
                     "max_tokens": CHUNKS_PER_RUN // concurrency}
             load.batch("relay", via, {**body, "max_tokens": 1000}, concurrency)  # warm-up: connections, caches
             for _ in range(ctx.reps):
                 straight = load.batch("relay", direct, body, concurrency)
-                cpu0 = cpu_seconds([psutil.Process(gateway.pid)])
+                cpu0 = cpu_seconds(gateway_processes)
                 relayed = load.batch("relay", via, body, concurrency)
-                cpu = cpu_seconds([psutil.Process(gateway.pid)]) - cpu0
+                cpu = cpu_seconds(gateway_processes) - cpu0
                 errors = straight.errors + relayed.errors
                 if errors:
                     raise RuntimeError(f"{len(errors)} failed streams: {errors[:2]}")

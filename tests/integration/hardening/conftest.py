@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("LLF_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LLF_CONFIG", str(tmp_path / "no-config.json"))
+
+
+def wait_until_ready(readyz: Callable[[], int], why: Callable[[], str], timeout: float = 60.0) -> None:
+    """Wait until ``readyz()`` (an in-process app's ``/readyz`` status) says 200.
+
+    The gateway starts its engine in the background: until then ``/readyz`` and every completion
+    answer 503 with ``Retry-After``, as documented. Tests start from the serving state, so a slow
+    start on a busy machine is not mistaken for a server error; ``why()`` explains a timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while (status := readyz()) != 200:
+        assert time.monotonic() < deadline, f"/readyz still answers {status} after {timeout:.0f} s: {why()}"
+        time.sleep(0.2)
 
 
 def upstream_model_dir(root: Path) -> Path:

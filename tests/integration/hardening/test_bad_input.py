@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from tests.integration.hardening.conftest import (
     UPSTREAM_MODEL,
     upstream_command,
     upstream_model_dir,
+    wait_until_ready,
 )
 from tests.support.hub import HubStandIn
 from tests.support.redis_server import RedisServer
@@ -95,11 +95,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, registry: RegistryStack) -
         max_body_bytes=1 << 20,
     )
     with TestClient(create_app(settings)) as client:
-        for _ in range(300):
-            if client.get("/readyz").status_code == 200:
-                break
-            time.sleep(0.1)
-        assert client.get("/readyz").status_code == 200, client.get("/v1/status").text
+        wait_until_ready(lambda: client.get("/readyz").status_code, lambda: client.get("/v1/status").text, 30.0)
         yield client, root
 
 

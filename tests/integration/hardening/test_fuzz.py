@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from tests.integration.hardening.conftest import (
     unreachable_url,
     upstream_command,
     upstream_model_dir,
+    wait_until_ready,
 )
 from tests.support.hub import HubStandIn
 from tests.support.registry import RegistryStack
@@ -56,20 +56,6 @@ def as_sent(app: Any) -> Any:
     schema.app = app
     schema.location = "/openapi.json"
     return schema
-
-
-def wait_until_ready(schema: Any, headers: dict[str, str], timeout: float = 60.0) -> None:
-    """Start the app (its lifespan) and wait for ``/readyz`` to say 200.
-
-    The gateway starts its engine in the background: until then ``/readyz`` and every completion
-    answer 503 with ``Retry-After``, as documented. Fuzzing starts from the serving state, so a
-    slow start on a busy machine is not mistaken for a server error.
-    """
-    operation = schema["/readyz"]["GET"]
-    deadline = time.monotonic() + timeout
-    while (status := operation.Case(headers=headers).call().status_code) != 200:
-        assert time.monotonic() < deadline, f"/readyz still answers {status} after {timeout:.0f} s"
-        time.sleep(0.2)
 
 
 def headers_for(mode: str) -> dict[str, str]:
@@ -164,7 +150,8 @@ def test_gateway_api_answers_generated_requests_without_5xx_and_as_documented(
     )
     try:
         schema = as_sent(create_app(gateway_settings))
-        wait_until_ready(schema, headers_for(mode))
+        readyz = schema["/readyz"]["GET"]
+        wait_until_ready(lambda: readyz.Case(headers=headers_for(mode)).call().status_code, lambda: "")
         # Unserving stops the only engine: every later completion would be "no model served",
         # which is right but says nothing more; that route is covered by the gateway's own tests.
         fuzz(schema.exclude(method="DELETE", path="/v1/serve"), mode)
