@@ -18,14 +18,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tests.support.net import free_port
+
 REDIS_SERVER = os.environ.get("LLF_REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out; a server should bind it right away."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisError(RuntimeError):

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.redis_server import free_port
+from tests.support.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"

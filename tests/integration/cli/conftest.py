@@ -20,7 +20,8 @@ import pexpect
 import pytest
 
 from tests.support.hub import HubStandIn
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
 from tests.support.registry import RegistryStack, coverage_env
 
 LLF = Path(sys.executable).parent / "llf"

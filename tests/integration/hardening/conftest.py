@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.hub import HubStandIn
-from tests.support.redis_server import free_port
+from tests.support.net import free_port
 from tests.support.registry import RegistryStack
 
 API_KEY = "sk-hardening-0123456789abcdef"
