@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -213,13 +214,41 @@ def document_errors_as_sent(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def install_docs(app: FastAPI, api_key: SecretStr | None) -> None:
+    """``/openapi.json``, ``/docs`` and ``/redoc`` as FastAPI serves them, behind ``api_key`` when set."""
+    guard = [Depends(api_key_dependency(api_key))]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
+    async def openapi_document() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=guard)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=guard)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
+
+
 def base_app(
-    title: str, version: str, *, body: ErrorBody = detail_body, max_body_bytes: int = 1 << 20, **kwargs: Any
+    title: str,
+    version: str,
+    *,
+    body: ErrorBody = detail_body,
+    max_body_bytes: int = 1 << 20,
+    api_key: SecretStr | None = None,
+    **kwargs: Any,
 ) -> FastAPI:
-    """A FastAPI app with the shared middlewares, error handlers and ``/healthz``."""
-    app = FastAPI(title=title, version=version, **kwargs)
+    """A FastAPI app with the shared middlewares, error handlers, ``/healthz`` and the API documents.
+
+    The documents (``/openapi.json``, ``/docs``, ``/redoc``) map every route, so they need the
+    same key as the routes they describe: only ``/healthz`` and ``/readyz`` are open.
+    """
+    app = FastAPI(title=title, version=version, docs_url=None, redoc_url=None, openapi_url=None, **kwargs)
     install_error_handlers(app, body)
     document_errors_as_sent(app)
+    install_docs(app, api_key)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes, body=body)
     app.add_middleware(RequestIdMiddleware)
 

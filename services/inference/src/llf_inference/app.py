@@ -1,4 +1,8 @@
-"""``create_app(settings)``: the gateway's FastAPI app, its lifespan and error shape.
+"""``create_app(settings, gateway=None)``: the gateway's FastAPI app, its lifespan and error shape.
+
+The app is wiring only: the ``Gateway`` (built from the settings unless a test hands one in)
+holds the domain, and routers reach it through ``GatewayDep``. The lifespan starts the
+``serve_on_start`` model and, on the way out, closes the gateway (drains, stops engines).
 
 Errors on every route are OpenAI-shaped (``{"error": {"message", "type", "code"}}``), since
 OpenAI clients are the main callers. The API key guards everything but ``/healthz`` and
@@ -25,13 +29,12 @@ from llf_inference.settings import InferenceSettings, get_settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: InferenceSettings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: InferenceSettings | None = None, gateway: Gateway | None = None) -> FastAPI:
+    settings = settings or (gateway.settings if gateway is not None else get_settings())
+    gateway = gateway if gateway is not None else Gateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway = Gateway(settings)
-        app.state.gateway = gateway
         log.info(
             "gateway started",
             extra={
@@ -53,8 +56,10 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         __version__,
         body=openai_body,
         max_body_bytes=settings.max_body_bytes,
+        api_key=settings.api_key,
         lifespan=lifespan,
     )
+    app.state.gateway = gateway
     auth = [Depends(api_key_dependency(settings.api_key))]
     app.include_router(openai.router, dependencies=auth)
     app.include_router(control.router, dependencies=auth)

@@ -53,6 +53,7 @@ def create_app(settings: ModelsSettings, registry: Registry | None = None) -> Fa
     app = base_app(
         "llf model registry",
         __version__,
+        api_key=settings.api_key,
         lifespan=lifespan,
         description="Pulls, verifies and stores Hugging Face models for the llf inference gateway.",
     )
