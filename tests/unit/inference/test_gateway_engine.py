@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from llf_common.errors import ConfigError
-from llf_inference.engine import EngineSpec, classify_failure, group_members, stop_group
+from llf_inference.engine.failure import classify_failure
+from llf_inference.engine.process import group_members, stop_group
+from llf_inference.engine.spec import EngineSpec
 from llf_inference.metrics import RateMeter
 from llf_inference.settings import EngineOptions, InferenceSettings, find_engine_python, get_settings
 
@@ -176,7 +178,7 @@ def test_the_engine_starts_under_a_gateway_that_is_pid_1_and_not_after_the_gatew
     In a container the gateway is pid 1; the wrapper once took that for "orphaned" and exited
     with code 1 before the engine started, with nothing in the log.
     """
-    from llf_inference.engine import _DIE_WITH_PARENT
+    from llf_inference.engine.process import _DIE_WITH_PARENT
 
     argv = [sys.executable, "-c", _DIE_WITH_PARENT]
     started = subprocess.run([*argv, str(os.getpid()), sys.executable, "-c", "print('engine')"], capture_output=True)

@@ -48,7 +48,7 @@ def main() -> None:
     try:
         server.run()
     finally:
-        from llf_inference.engine import stop_all_engines
+        from llf_inference.engine.process import stop_all_engines
 
         stop_all_engines(settings.stop_timeout_s)
 

@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 from llf_common.wire import ReplicaState, ReplicaStatus
 
-from llf_inference.engine import EngineProcess, EngineSpec, Failure, classify_failure, free_port
+from llf_inference.engine.failure import Failure, classify_failure
+from llf_inference.engine.process import EngineProcess, free_port
+from llf_inference.engine.spec import EngineSpec
 from llf_inference.metrics import RateMeter
 from llf_inference.settings import InferenceSettings
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 
 from llf_common.wire import GatewayState, GatewayStatus
 
-from llf_inference.engine import EngineSpec
+from llf_inference.engine.spec import EngineSpec
 from llf_inference.replica import Replica
 from llf_inference.settings import InferenceSettings
 

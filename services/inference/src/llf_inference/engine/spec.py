@@ -1,0 +1,75 @@
+"""What one engine is: its model, options and launcher, and from them its argv and environment.
+
+Pure data: building a spec starts nothing, so the gateway (and a test) can look at the exact
+command line and environment an engine gets before any process exists.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from llf_common.web import KEEP_ALIVE_S
+
+from llf_inference.settings import EngineOptions, InferenceSettings
+
+# Secrets of the gateway that an engine has no use for.
+_SCRUBBED_ENV = ("LLF_API_KEY", "HF_TOKEN")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything needed to (re)start one engine for one model."""
+
+    model: str
+    path: str
+    options: EngineOptions
+    launcher: tuple[str, ...]
+    device: str = "cpu"
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: InferenceSettings, model: str, path: str) -> EngineSpec:
+        env = dict(settings.engine_env)
+        if settings.engine_offline:
+            env.setdefault("HF_HUB_OFFLINE", "1")
+            env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        return cls(
+            model=model,
+            path=path,
+            options=settings.engine_options(model),
+            launcher=tuple(settings.launcher),
+            device=settings.resolved_device,
+            env=env,
+        )
+
+    def command(self, port: int) -> list[str]:
+        """The engine's argv: the model path served under its repo id on a loopback port."""
+        o = self.options
+        argv = [*self.launcher, "--model", self.path, "--served-model-name", self.model]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--disable-uvicorn-access-log"]
+        if o.dtype:
+            argv += ["--dtype", o.dtype]
+        if o.max_model_len:
+            argv += ["--max-model-len", str(o.max_model_len)]
+        if o.gpu_memory_utilization is not None and self.device == "cuda":
+            argv += ["--gpu-memory-utilization", str(o.gpu_memory_utilization)]
+        if o.tensor_parallel_size and o.tensor_parallel_size > 1:
+            argv += ["--tensor-parallel-size", str(o.tensor_parallel_size)]
+        if o.enforce_eager:
+            argv.append("--enforce-eager")
+        return argv + list(o.extra_args or [])
+
+    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _SCRUBBED_ENV}
+        env.update({"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"})
+        # vLLM's uvicorn drops idle connections after 5 s, httpx's keep-alive expiry: the gateway
+        # could send a request on a connection in the instant it closes (a 503 "ReadError" in the
+        # soak). The engine keeps them as long as our services do, longer than the gateway reuses them.
+        env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"] = str(KEEP_ALIVE_S)
+        if self.device == "cpu" and self.options.cpu_kvcache_space:
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.cpu_kvcache_space)
+        if self.options.cuda_visible_devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.options.cuda_visible_devices
+        env.update(self.env)
+        return env
