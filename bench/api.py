@@ -10,8 +10,7 @@ import time
 from typing import Any
 
 import httpx
-
-FINAL_STATES = {"finished", "failed", "stopped", "canceled"}
+from llf_common.wire import TERMINAL_JOB_STATES
 
 
 class RegistryError(RuntimeError):
@@ -44,7 +43,7 @@ def wait_job(http: httpx.Client, job_id: str, timeout: float = 600.0, poll: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = job(http, job_id)
-        if info["state"] in FINAL_STATES:
+        if info["state"] in TERMINAL_JOB_STATES:
             if info["state"] != "finished":
                 raise RegistryError(f"job {job_id} ended {info['state']}: {info.get('error')}")
             return info

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from llf_common.wire import UNSUCCESSFUL_JOB_STATES
 
 from scripts.up import ui
 
@@ -32,7 +33,6 @@ UNREACHABLE_HINTS = (
     "no route",
     "refused",
 )
-FAILED_JOB_STATES = frozenset({"failed", "stopped", "canceled"})
 
 
 class UpError(Exception):
@@ -149,7 +149,7 @@ class Stack:
                 last_line, last_print = line, now
             if job.get("state") == "finished":
                 return job
-            if job.get("state") in FAILED_JOB_STATES:
+            if job.get("state") in UNSUCCESSFUL_JOB_STATES:
                 return job
             if deadline is not None and now > deadline:
                 raise UpError(f"job {job_id} did not finish within {timeout:.0f}s (state {job.get('state')})")

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from llf_common.wire import TERMINAL_JOB_STATES
 from testcontainers.compose import DockerCompose
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,7 +223,7 @@ def wait_job(
                 raise
             time.sleep(1)
             continue
-        if info["state"] in ("finished", "failed", "stopped", "canceled"):
+        if info["state"] in TERMINAL_JOB_STATES:
             return info
         time.sleep(0.5)
     raise AssertionError(f"job {job_id} did not end within {timeout} s: {info}")

@@ -30,6 +30,7 @@ import httpx
 import psutil
 import pytest
 from httpx_sse import EventSource
+from llf_common.wire import TERMINAL_JOB_STATES
 
 from scripts.up.local import Supervisor
 from tests.support.hub import HubStandIn
@@ -198,7 +199,7 @@ def pull_all(base: str, repos: list[str]) -> dict[str, Any]:
                     states[repo] = "present"
                     continue
                 info = http.get(f"/v1/jobs/{job_id}").json()
-                if info["state"] in ("finished", "failed", "stopped", "canceled"):
+                if info["state"] in TERMINAL_JOB_STATES:
                     states[repo] = info["state"] if info["state"] == "finished" else f"{info['state']}: {info['error']}"
             time.sleep(0.5)
         for repo in jobs:

@@ -25,12 +25,13 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
+from llf_common.wire import TERMINAL_JOB_STATES
 
 from tests.support.net import free_port
 
@@ -261,7 +262,7 @@ def wait_job(
     registry_url: str,
     job_id: str,
     *,
-    states: tuple[str, ...] = ("finished", "failed", "stopped", "canceled"),
+    states: Collection[str] = TERMINAL_JOB_STATES,
     timeout: float = 120.0,
     api_key: str | None = None,
 ) -> dict[str, Any]:
@@ -276,7 +277,7 @@ def wait_job(
         if info["state"] in states:
             return info
         time.sleep(0.1)
-    raise TimeoutError(f"job {job_id} not in {states} after {timeout} s: {info}")
+    raise TimeoutError(f"job {job_id} not in {sorted(states)} after {timeout} s: {info}")
 
 
 def import_tiny_model(

@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from llf_common.wire import ImportRequest, PullRequest, ServeRequest, check_repo_id, check_revision
+from llf_common.wire import (
+    JOB_STATES,
+    TERMINAL_JOB_STATES,
+    UNSUCCESSFUL_JOB_STATES,
+    GatewayStatus,
+    ImportRequest,
+    JobInfo,
+    ModelInfo,
+    PullRequest,
+    PullResponse,
+    ServeRequest,
+    check_repo_id,
+    check_revision,
+)
 from pydantic import ValidationError
 
 GOOD_REPO_IDS = [
@@ -95,3 +108,48 @@ def test_serve_and_import_requests_validate_their_names() -> None:
     with pytest.raises(ValidationError):
         ImportRequest(path="/data/x", name="a/../b")
     assert ImportRequest(path="/data/x").link is True
+
+
+def test_replies_ignore_keys_a_newer_service_added() -> None:
+    """A reader parses a newer writer's reply: keys are only ever added, never a reason to fail."""
+    status = GatewayStatus.model_validate(
+        {
+            "state": "ready",
+            "models": ["a/b"],
+            "devices": [],
+            "replicas": [{"id": "r", "model": "a/b", "state": "ready", "device": "cpu"}],
+        }
+    )
+    assert status.models == ["a/b"] and status.replicas[0].model == "a/b"
+    job = JobInfo.model_validate(
+        {
+            "id": "j",
+            "kind": "pull",
+            "repo": "a/b",
+            "state": "started",
+            "attempt": 2,
+            "progress": {"phase": "download", "eta_s": 3},
+        }
+    )
+    assert job.progress.phase == "download"
+    model = ModelInfo.model_validate(
+        {
+            "name": "a/b",
+            "revision": "main",
+            "sha": "s",
+            "path": "/p",
+            "size_bytes": 1,
+            "verified": True,
+            "quantization": "awq",
+            "files": [{"path": "config.json", "size": 1, "mtime": 0}],
+        }
+    )
+    assert model.files[0].path == "config.json"
+    pulled = PullResponse.model_validate({"state": "present", "repo": "a/b", "revision": "main", "sha": "s", "x": 1})
+    assert pulled.state == "present"
+
+
+def test_terminal_job_states_are_job_states_and_finished_is_the_only_success() -> None:
+    assert TERMINAL_JOB_STATES <= JOB_STATES
+    assert set(TERMINAL_JOB_STATES - UNSUCCESSFUL_JOB_STATES) == {"finished"}
+    assert not {"queued", "started", "deferred", "scheduled"} & TERMINAL_JOB_STATES

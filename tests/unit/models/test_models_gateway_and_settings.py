@@ -40,6 +40,23 @@ def test_served_models_include_ready_loading_and_replica_models() -> None:
     assert str(seen[0].url) == "http://gw/v1/status" and seen[0].headers["authorization"] == "Bearer k"
 
 
+def test_a_newer_gateways_status_with_keys_this_registry_does_not_know_still_protects_its_models() -> None:
+    """Keys are only ever added: an unreadable status would read as "nothing served" and allow a delete."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "state": "ready",
+                "models": ["a/served"],
+                "devices": [{"id": "gpu0"}],
+                "replicas": [{"id": "r1", "model": "b/replica", "state": "ready", "device": "gpu0", "queue": 3}],
+            },
+        )
+
+    assert probe(handler).served() == {"a/served", "b/replica"}
+
+
 @pytest.mark.parametrize(
     "handler",
     [

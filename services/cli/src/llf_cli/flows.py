@@ -11,9 +11,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import click
+from llf_common.wire import TERMINAL_JOB_STATES, UNSUCCESSFUL_JOB_STATES
 
 from llf_cli import progress, render
-from llf_cli.client import TERMINAL_JOB_STATES
 from llf_cli.errors import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CLIError, Detached
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def job_failure(job: dict[str, Any]) -> str | None:
     if state == "failed":
         reason = job.get("error") or f"no reason given; see `llf jobs show {job.get('id')}`"
         return f"{what} failed: {reason}"
-    if state in {"canceled", "stopped"}:
+    if state in UNSUCCESSFUL_JOB_STATES:
         return f"{what} was {state}"
     return None
 

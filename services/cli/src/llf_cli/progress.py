@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
+from llf_common.wire import UNSUCCESSFUL_JOB_STATES
 from rich.console import Console
 from rich.filesize import decimal
 from rich.markup import escape
@@ -34,7 +35,7 @@ def _label(job: dict[str, Any]) -> str:
     if state == "queued":
         position = job.get("position")
         return "queued" if position is None else f"queued (#{position + 1})"
-    if state in {"failed", "canceled", "stopped"}:
+    if state in UNSUCCESSFUL_JOB_STATES:
         return str(state)
     if state == "started" and progress.get("phase", "waiting") == "waiting":
         return "starting"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -56,14 +56,24 @@ Revision = Annotated[str, AfterValidator(check_revision)]
 GlobPattern = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class Wire(BaseModel):
-    """Base: unknown request keys are errors, so typos do not pass silently."""
+class Request(BaseModel):
+    """Base of what a service validates from its callers: an unknown key is a 422, so a typo never passes."""
 
     model_config = ConfigDict(extra="forbid")
 
 
+class Reply(BaseModel):
+    """Base of what a service answers and another party parses: unknown keys are ignored.
+
+    Keys are only ever added, so a reader must accept a newer writer's reply: a registry that
+    could not read a newer gateway's status would take a served model for an idle one.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+
 # ---------------------------------------------------------------- registry
-class PullRequest(Wire):
+class PullRequest(Request):
     repo: RepoId
     revision: Revision = "main"
     allow_patterns: list[GlobPattern] | None = Field(None, max_length=64)
@@ -71,11 +81,16 @@ class PullRequest(Wire):
 
 
 JobState = Literal["queued", "started", "deferred", "scheduled", "finished", "failed", "stopped", "canceled"]
+JOB_STATES: frozenset[JobState] = frozenset(get_args(JobState))
+TERMINAL_JOB_STATES: frozenset[JobState] = frozenset({"finished", "failed", "stopped", "canceled"})
+"""A job in one of these states never changes again: followers stop, waiters return."""
+UNSUCCESSFUL_JOB_STATES: frozenset[JobState] = TERMINAL_JOB_STATES - {"finished"}
+"""Terminal states in which the job did not do its work (it failed, or was stopped or canceled)."""
 JobKind = Literal["pull", "verify", "import"]
 Phase = Literal["waiting", "preflight", "download", "verify", "done"]
 
 
-class Progress(Wire):
+class Progress(Reply):
     phase: Phase = "waiting"
     bytes_done: int = 0
     bytes_total: int = 0
@@ -86,7 +101,7 @@ class Progress(Wire):
     updated_at: datetime | None = None
 
 
-class JobInfo(Wire):
+class JobInfo(Reply):
     id: str
     kind: JobKind
     repo: str
@@ -103,7 +118,7 @@ class JobInfo(Wire):
     result: dict[str, object] | None = None
 
 
-class PullResponse(Wire):
+class PullResponse(Reply):
     state: Literal["queued", "started", "present"]
     repo: str
     revision: str
@@ -112,14 +127,14 @@ class PullResponse(Wire):
     job: JobInfo | None = None
 
 
-class FileEntry(Wire):
+class FileEntry(Reply):
     path: str
     size: int
     sha256: str | None = None
     lfs: bool = False
 
 
-class ModelFacts(Wire):
+class ModelFacts(Reply):
     """What verification learns about a model's files; the registry's manifest and ``ModelInfo`` carry it."""
 
     architecture: str | None = None
@@ -144,7 +159,7 @@ class ModelInfo(ModelFacts):
     files: list[FileEntry] = Field(default_factory=list)
 
 
-class ImportRequest(Wire):
+class ImportRequest(Request):
     path: str = Field(min_length=1, max_length=4096, description="Directory visible to the registry.")
     name: RepoId | None = Field(None, description="Repo id to list it under; default local/<dirname>.")
     link: bool = Field(True, description="Hard-link instead of copy where possible.")
@@ -155,13 +170,13 @@ ReplicaState = Literal["starting", "ready", "draining", "restarting", "failed", 
 GatewayState = Literal["idle", "starting", "ready", "switching", "degraded", "failed"]
 
 
-class ServeRequest(Wire):
+class ServeRequest(Request):
     model: RepoId
     replicas: int = Field(1, ge=1, le=16)
     wait: bool = Field(False, description="Answer only when the model is ready (or failed).")
 
 
-class ReplicaStatus(Wire):
+class ReplicaStatus(Reply):
     id: str
     model: str
     state: ReplicaState
@@ -177,7 +192,7 @@ class ReplicaStatus(Wire):
     max_model_len: int | None = None
 
 
-class GatewayStatus(Wire):
+class GatewayStatus(Reply):
     state: GatewayState
     models: list[str] = Field(default_factory=list, description="Models with a ready replica.")
     target: str | None = Field(None, description="Model being loaded or last asked for.")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llf_common.errors import NotFound
-from llf_common.wire import JobInfo, JobKind, Progress
+from llf_common.wire import JOB_STATES, JobInfo, JobKind, Progress
 from redis import Redis
 from rq import Queue, Retry
 from rq.command import send_stop_job_command
@@ -28,8 +28,6 @@ from llf_models.settings import ModelsSettings
 from llf_models.state import PREFIX, cancel_key
 
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED})
-TERMINAL_STATES = frozenset({"finished", "failed", "stopped", "canceled"})
-_WIRE_STATES = {"queued", "started", "deferred", "scheduled", "finished", "failed", "stopped", "canceled"}
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 
 
@@ -105,7 +103,7 @@ class JobQueue:
         status = str(job.get_status(refresh=False).value if job.get_status(refresh=False) else "queued")
         if status == "failed" and meta.get("canceled"):
             status = "stopped"
-        state = status if status in _WIRE_STATES else "queued"
+        state = status if status in JOB_STATES else "queued"
         position = None
         if state == "queued":
             position = self.queue.get_job_position(job.id)

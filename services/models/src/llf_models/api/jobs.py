@@ -8,11 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from llf_common.wire import JobInfo
+from llf_common.wire import TERMINAL_JOB_STATES, JobInfo
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from llf_models.api.deps import get_registry
-from llf_models.queueing import TERMINAL_STATES
 from llf_models.registry import Registry
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -50,7 +49,7 @@ async def _events(
             seq += 1
             yield ServerSentEvent(data=data, id=str(seq))
             last = data
-        if info.state in TERMINAL_STATES or await request.is_disconnected():
+        if info.state in TERMINAL_JOB_STATES or await request.is_disconnected():
             return
         await asyncio.sleep(interval)
         info = await run_in_threadpool(registry.job, info.id)
