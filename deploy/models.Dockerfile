@@ -11,13 +11,16 @@ ARG PIP_INDEX_URL=
 ARG PIP_EXTRA_INDEX_URL=
 ENV PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/llf
-COPY deploy/pip.sh deploy/requirements.py /build/
+COPY deploy/pip.sh deploy/lockpin.py deploy/lockreqs.sh /build/
+COPY uv.lock pyproject.toml /build/
 COPY services/common/pyproject.toml /build/services/common/
 COPY services/models/pyproject.toml /build/services/models/
-# Third-party dependencies only: this layer is rebuilt when a pyproject changes, not when code does.
+# Third-party dependencies only, pinned and hashed by uv.lock (the same lock as `make dev`): this
+# layer is rebuilt when the lock or a pyproject changes, not when code does.
 RUN --mount=type=secret,id=pip_ca \
-    cd /build && /opt/llf/bin/python requirements.py services/common services/models > requirements.txt \
-    && ./pip.sh /opt/llf install setuptools wheel -r requirements.txt
+    cd /build && ./lockreqs.sh requirements.txt --package llf-models \
+    && ./lockreqs.sh build.txt --only-group build \
+    && ./pip.sh /opt/llf install --no-deps -r build.txt -r requirements.txt
 COPY services/common /build/services/common
 COPY services/models /build/services/models
 RUN /build/pip.sh /opt/llf install --no-deps --no-build-isolation /build/services/common /build/services/models \
@@ -50,8 +53,10 @@ CMD ["llf-models"]
 
 # ---------------------------------------------------------------- dashboard: rq-dashboard on the same rq
 FROM build AS dashboard-build
+# rq-dashboard from the lock's `dashboard` group, on the same (locked) rq as the workers.
 RUN --mount=type=secret,id=pip_ca \
-    /build/pip.sh /opt/llf install rq-dashboard && /opt/llf/bin/python -m pip check
+    cd /build && ./lockreqs.sh dashboard.txt --only-group dashboard \
+    && ./pip.sh /opt/llf install --no-deps -r dashboard.txt && /opt/llf/bin/python -m pip check
 
 FROM models AS dashboard
 COPY --from=dashboard-build /opt/llf /opt/llf

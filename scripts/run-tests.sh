@@ -5,9 +5,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
+export UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1}  # as in the Makefile: uv trusts the system CA store
 markers="unit or integration"
 if [[ "${LLF_E2E:-auto}" == 1 ]] || { [[ "${LLF_E2E:-auto}" == auto ]] && docker info >/dev/null 2>&1; }; then
   markers="$markers or e2e"
+fi
+# The lock must match every pyproject (a dependency added by hand, not with `uv add`, fails here).
+if ! .venv/bin/uv lock --check || ! .venv/bin/uv lock --check --project tools/checkov; then
+  echo "make test: uv.lock is out of date with a pyproject.toml: run \`uv lock\` (or add dependencies with \`uv add\`)" >&2
+  exit 1
 fi
 echo "make test: -m '$markers'"
 rm -f .coverage .coverage.*

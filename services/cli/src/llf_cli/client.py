@@ -181,8 +181,8 @@ class Registry(ServiceClient):
                 return None
             raise
 
-    def remove(self, name: str) -> None:
-        self.request("DELETE", model_path(name))
+    def remove(self, name: str, force: bool = False) -> None:
+        self.request("DELETE", model_path(name), params={"force": "true"} if force else None)
 
     def verify(self, name: str) -> Any:
         return self.request("POST", model_path(name) + "/verify")
