@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from llf_common.web import KEEP_ALIVE_S
 
@@ -15,6 +16,9 @@ from llf_inference.settings import EngineOptions, InferenceSettings
 
 # Secrets of the gateway that an engine has no use for.
 _SCRUBBED_ENV = ("LLF_API_KEY", "HF_TOKEN")
+# Put first on every engine's PYTHONPATH: its sitecustomize asks for AMX permission in each
+# engine process (startup/sitecustomize.py says why).
+STARTUP_DIR = Path(__file__).resolve().parent / "startup"
 
 
 @dataclass(frozen=True)
@@ -72,4 +76,6 @@ class EngineSpec:
         if self.options.cuda_visible_devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.options.cuda_visible_devices
         env.update(self.env)
+        inherited = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+        env["PYTHONPATH"] = os.pathsep.join([str(STARTUP_DIR), *(e for e in inherited if e != str(STARTUP_DIR))])
         return env
