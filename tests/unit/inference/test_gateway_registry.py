@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 from llf_common.errors import Conflict, NotFound, UpstreamError
-from llf_inference import registry
+from llf_inference.registry import RegistryResolver
 from llf_inference.settings import InferenceSettings
 
-from tests.unit.inference.helpers import model_dir
+from tests.support.fake_gateway import model_dir
 
 pytestmark = pytest.mark.anyio
 MakeSettings = Callable[..., InferenceSettings]
@@ -24,49 +23,45 @@ def record(path: Path, **overrides: Any) -> dict[str, Any]:
     return {**base, "future_field_the_gateway_does_not_know": 1, **overrides}
 
 
-@pytest.fixture
-def registry_answers(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[httpx.Request], httpx.Response]], list]:
-    """Route the gateway's registry calls to a handler; returns the list of requests seen."""
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def answering(settings: InferenceSettings, handler: Handler) -> tuple[RegistryResolver, list[httpx.Request]]:
+    """A resolver whose registry calls go to ``handler``, and the list of requests it made."""
     seen: list[httpx.Request] = []
 
-    def install(handler: Callable[[httpx.Request], httpx.Response]) -> list[httpx.Request]:
-        def recording(request: httpx.Request) -> httpx.Response:
-            seen.append(request)
-            return handler(request)
+    def recording(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
 
-        transport = httpx.MockTransport(recording)
-        monkeypatch.setattr(httpx, "AsyncClient", functools.partial(httpx.AsyncClient, transport=transport))
-        return seen
-
-    return install
+    return RegistryResolver(settings, transport=httpx.MockTransport(recording)), seen
 
 
 async def test_a_verified_model_resolves_to_its_path_with_the_api_key(
-    make_settings: MakeSettings, registry_answers: Any, tmp_path: Path
+    make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     directory = model_dir(tmp_path, "o/m")
-    seen = registry_answers(lambda request: httpx.Response(200, json=record(directory)))
     settings = make_settings(api_key="k", models_url="http://registry.test")
-    info = await registry.resolve(settings, "o/m")
+    resolver, seen = answering(settings, lambda request: httpx.Response(200, json=record(directory)))
+    info = await resolver.resolve("o/m")
     assert info.path == str(directory) and info.verified
     assert str(seen[0].url) == "http://registry.test/v1/models/o/m"
     assert seen[0].headers["authorization"] == "Bearer k"
 
 
-async def test_an_unverified_model_is_refused_with_409(
-    make_settings: MakeSettings, registry_answers: Any, tmp_path: Path
+async def test_an_unverified_model_is_refused_with_409_naming_the_verify_command(
+    make_settings: MakeSettings, tmp_path: Path
 ) -> None:
-    registry_answers(lambda request: httpx.Response(200, json=record(model_dir(tmp_path, "o/m"), verified=False)))
-    with pytest.raises(Conflict, match="llf verify o/m"):
-        await registry.resolve(make_settings(), "o/m")
+    unverified = record(model_dir(tmp_path, "o/m"), verified=False)
+    resolver, _ = answering(make_settings(), lambda request: httpx.Response(200, json=unverified))
+    with pytest.raises(Conflict, match="llf models verify o/m"):
+        await resolver.resolve("o/m")
 
 
-async def test_a_model_not_in_the_registry_is_a_404_that_says_pull(
-    make_settings: MakeSettings, registry_answers: Any
-) -> None:
-    registry_answers(lambda request: httpx.Response(404, json={"detail": "no such model"}))
+async def test_a_model_not_in_the_registry_is_a_404_that_says_pull(make_settings: MakeSettings) -> None:
+    resolver, _ = answering(make_settings(), lambda request: httpx.Response(404, json={"detail": "no such model"}))
     with pytest.raises(NotFound, match="llf pull o/m"):
-        await registry.resolve(make_settings(), "o/m")
+        await resolver.resolve("o/m")
 
 
 @pytest.mark.parametrize(
@@ -79,28 +74,35 @@ async def test_a_model_not_in_the_registry_is_a_404_that_says_pull(
     ],
 )
 async def test_registry_trouble_is_a_502_with_the_reason(
-    make_settings: MakeSettings, registry_answers: Any, response: httpx.Response, fragment: str
+    make_settings: MakeSettings, response: httpx.Response, fragment: str
 ) -> None:
-    registry_answers(lambda request: response)
+    resolver, _ = answering(make_settings(), lambda request: response)
     with pytest.raises(UpstreamError, match=fragment):
-        await registry.resolve(make_settings(), "o/m")
+        await resolver.resolve("o/m")
 
 
-async def test_a_path_the_gateway_cannot_read_is_refused(
-    make_settings: MakeSettings, registry_answers: Any, tmp_path: Path
-) -> None:
-    registry_answers(lambda request: httpx.Response(200, json=record(tmp_path / "elsewhere")))
+async def test_an_unreachable_registry_is_a_502_that_names_it(make_settings: MakeSettings) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    resolver, _ = answering(make_settings(models_url="http://registry.test"), refuse)
+    with pytest.raises(UpstreamError, match=r"cannot reach the model registry at http://registry\.test"):
+        await resolver.resolve("o/m")
+
+
+async def test_a_path_the_gateway_cannot_read_is_refused(make_settings: MakeSettings, tmp_path: Path) -> None:
+    resolver, _ = answering(make_settings(), lambda request: httpx.Response(200, json=record(tmp_path / "elsewhere")))
     with pytest.raises(Conflict, match="cannot read"):
-        await registry.resolve(make_settings(), "o/m")
+        await resolver.resolve("o/m")
     empty = tmp_path / "empty"
     empty.mkdir()
-    registry_answers(lambda request: httpx.Response(200, json=record(empty)))
+    resolver, _ = answering(make_settings(), lambda request: httpx.Response(200, json=record(empty)))
     with pytest.raises(Conflict, match=r"no config\.json"):
-        await registry.resolve(make_settings(), "o/m")
+        await resolver.resolve("o/m")
 
 
-async def test_pinned_model_paths_need_no_registry(make_settings: MakeSettings, registry_answers: Any) -> None:
-    seen = registry_answers(lambda request: httpx.Response(500))
+async def test_pinned_model_paths_need_no_registry(make_settings: MakeSettings) -> None:
     settings = make_settings()
-    info = await registry.resolve(settings, "test/tiny")
+    resolver, seen = answering(settings, lambda request: httpx.Response(500))
+    info = await resolver.resolve("test/tiny")
     assert info.path == settings.model_paths["test/tiny"] and seen == []

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from llf_common.errors import LLFError
 from llf_inference.checks import InvalidRequest, check_chat, check_completion, check_context, parse_body
-from llf_inference.engine import EngineSpec
+from llf_inference.engine.spec import EngineSpec
 from llf_inference.replica import Replica
 from llf_inference.router import EngineFailed, ModelNotServed, pick
 from llf_inference.settings import InferenceSettings
 from llf_inference.supervisor import Supervisor
 
-from tests.unit.inference.helpers import MODEL, OTHER
+from tests.support.fake_gateway import MODEL, OTHER
 
 pytestmark = pytest.mark.anyio
 MakeSettings = Callable[..., InferenceSettings]

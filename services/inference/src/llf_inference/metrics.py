@@ -13,10 +13,14 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _ITL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_REPLICA_STATES = ("starting", "ready", "draining", "restarting", "failed", "stopped")
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+"""The media type of ``Metrics.exposition()`` (Prometheus text format)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,15 @@ class Metrics:
         )
         self.replicas = Gauge("llf_gateway_replicas", "Engine replicas by state.", ["state"], registry=self.registry)
         self._bound: dict[str, ModelMetrics] = {}
+
+    def set_replica_states(self, states: list[str]) -> None:
+        """Set the replicas-by-state gauge from the pool's current states (every state, zeros too)."""
+        for state in _REPLICA_STATES:
+            self.replicas.labels(state).set(states.count(state))
+
+    def exposition(self) -> bytes:
+        """Everything in Prometheus text format (``CONTENT_TYPE``)."""
+        return bytes(generate_latest(self.registry))
 
     def for_model(self, model: str) -> ModelMetrics:
         bound = self._bound.get(model)

@@ -1,15 +1,19 @@
-"""Where a model's files are: ask the registry, and refuse what should not be served.
+"""Where a model's files are: the ``ModelResolver`` seam, and its default that asks the registry.
 
 The gateway serves only what the registry lists as present and verified (a model with
 unchecked or corrupt files would fail in the engine with a far worse message), and only
 from a directory the gateway can read itself (the engine runs beside it). ``model_paths``
 in the settings pins models to local directories without a registry (trusted as is).
+
+The gateway depends on the ``ModelResolver`` protocol only: tests hand it a fake, and the
+pool can ask the same object about any model (e.g. one requested but not loaded yet).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 from llf_common.errors import Conflict, NotFound, UpstreamError
@@ -18,47 +22,64 @@ from llf_common.wire import ModelInfo
 from llf_inference.settings import InferenceSettings
 
 
-async def resolve(settings: InferenceSettings, model: str) -> ModelInfo:
-    """The registry's record of ``model`` (``NotFound``/``Conflict``/``UpstreamError`` otherwise)."""
-    pinned = settings.model_paths.get(model)
-    if pinned is not None:
-        info = ModelInfo(name=model, revision="local", sha="", path=pinned, size_bytes=0, verified=True)
-    else:
-        info = await _fetch(settings, model)
-        if not info.verified:
-            raise Conflict(
-                f"model {model} is in the registry but not verified; run `llf verify {model}` "
-                "(or wait for its pull to finish) before serving it"
-            )
-    _check_readable(model, info.path)
-    return info
+class ModelResolver(Protocol):
+    """Answers "where are the verified files of ``model``?" or raises the ``LLFError`` that says why not."""
+
+    async def resolve(self, model: str) -> ModelInfo: ...
 
 
-async def _fetch(settings: InferenceSettings, model: str) -> ModelInfo:
-    headers = {}
-    if settings.api_key is not None:
-        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
-    url = f"{settings.models_url}/v1/models/{model}"
-    try:
-        async with httpx.AsyncClient(timeout=settings.registry_timeout_s) as client:
-            response = await client.get(url, headers=headers)
-    except httpx.HTTPError as exc:
-        raise UpstreamError(
-            f"cannot reach the model registry at {settings.models_url} ({type(exc).__name__}); is it running?"
-        ) from None
-    if response.status_code == 404:
-        raise NotFound(f"model {model} is not in the registry; pull it first: `llf pull {model}`")
-    if response.status_code != 200:
-        raise UpstreamError(f"the model registry answered {response.status_code} for {model}: {_detail(response)}")
-    try:
-        data = response.json()
-        known = {key: value for key, value in data.items() if key in ModelInfo.model_fields}
-        return ModelInfo.model_validate(known)
-    except (ValueError, AttributeError) as exc:
-        raise UpstreamError(f"the model registry sent an unreadable record for {model}: {exc}") from None
+class RegistryResolver:
+    """The production resolver: ``model_paths`` pins first, else the registry's record over HTTP.
+
+    ``transport`` exists for tests (``httpx.MockTransport``); production uses the network.
+    """
+
+    def __init__(self, settings: InferenceSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self.transport = transport
+
+    async def resolve(self, model: str) -> ModelInfo:
+        """The registry's record of ``model`` (``NotFound``/``Conflict``/``UpstreamError`` otherwise)."""
+        pinned = self.settings.model_paths.get(model)
+        if pinned is not None:
+            info = ModelInfo(name=model, revision="local", sha="", path=pinned, size_bytes=0, verified=True)
+        else:
+            info = await self._fetch(model)
+            if not info.verified:
+                raise Conflict(
+                    f"model {model} is in the registry but not verified; run `llf models verify {model}` "
+                    "(or wait for its pull to finish) before serving it"
+                )
+        check_readable(model, info.path)
+        return info
+
+    async def _fetch(self, model: str) -> ModelInfo:
+        settings = self.settings
+        headers = {}
+        if settings.api_key is not None:
+            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        url = f"{settings.models_url}/v1/models/{model}"
+        try:
+            async with httpx.AsyncClient(timeout=settings.registry_timeout_s, transport=self.transport) as client:
+                response = await client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                f"cannot reach the model registry at {settings.models_url} ({type(exc).__name__}); is it running?"
+            ) from None
+        if response.status_code == 404:
+            raise NotFound(f"model {model} is not in the registry; pull it first: `llf pull {model}`")
+        if response.status_code != 200:
+            raise UpstreamError(f"the model registry answered {response.status_code} for {model}: {_detail(response)}")
+        try:
+            data = response.json()
+            known = {key: value for key, value in data.items() if key in ModelInfo.model_fields}
+            return ModelInfo.model_validate(known)
+        except (ValueError, AttributeError) as exc:
+            raise UpstreamError(f"the model registry sent an unreadable record for {model}: {exc}") from None
 
 
-def _check_readable(model: str, path: str) -> None:
+def check_readable(model: str, path: str) -> None:
+    """Refuse a directory the engine could not load (unreadable here, or not a model)."""
     directory = Path(path)
     if not directory.is_dir() or not os.access(directory, os.R_OK | os.X_OK):
         raise Conflict(

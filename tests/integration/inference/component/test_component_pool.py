@@ -1,4 +1,4 @@
-"""The replica state machine and the pool, driven directly (no HTTP API) over the fake engine."""
+"""The replica state machine and the pool, driven directly (no HTTP API) over fake-engine processes."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from llf_inference.engine import EngineSpec, group_members
+from llf_inference.engine.process import group_members
+from llf_inference.engine.spec import EngineSpec
 from llf_inference.replica import Replica
 from llf_inference.router import pick
 from llf_inference.settings import InferenceSettings
 from llf_inference.supervisor import Supervisor
 
-from tests.unit.inference.helpers import MODEL, OTHER
+from tests.support.fake_gateway import MODEL, OTHER
+from tests.support.net import async_wait_for
 
 pytestmark = pytest.mark.anyio
 MakeSettings = Callable[..., InferenceSettings]
@@ -62,9 +64,9 @@ async def test_a_crashed_engine_is_restarted_and_counted(make_settings: MakeSett
     assert replica.process is not None
     first_pid = replica.process.pid
     os.kill(first_pid, signal.SIGKILL)
-    await _wait_for(lambda: replica.state == "restarting")
+    await async_wait_for(lambda: replica.state == "restarting", 10, "replica.state == 'restarting'")
     assert replica.dead.is_set()
-    await _wait_for(lambda: replica.state == "ready")
+    await async_wait_for(lambda: replica.state == "ready", 10, "replica.state == 'ready'")
     assert replica.process.pid != first_pid
     assert replica.restarts == 1 and restarted == [MODEL]
     assert replica.failure is not None and replica.failure.kind == "killed"
@@ -119,7 +121,7 @@ async def test_an_engine_that_stops_answering_health_is_restarted(make_settings:
     replica = Replica("r0", spec(settings), settings)
     replica.start()
     assert await replica.wait_settled(20) == "ready"
-    await _wait_for(lambda: replica.state == "failed", timeout=20)
+    await async_wait_for(lambda: replica.state == "failed", 20, "replica.state == 'failed'")
     assert replica.failure is not None and replica.failure.kind == "unresponsive"
 
 
@@ -163,7 +165,7 @@ async def test_supervisor_serves_then_swaps_stop_then_start(make_settings: MakeS
     old = supervisor.replicas[0]
     old.acquire()  # a request in flight on the old model: the swap waits for it (bounded)
     await supervisor.serve(spec(settings, OTHER))
-    await _wait_for(lambda: supervisor.state() == "switching")
+    await async_wait_for(lambda: supervisor.state() == "switching", 10, "supervisor.state() == 'switching'")
     assert old.state == "draining"
     old.release()
     status = await supervisor.wait(20)
@@ -181,7 +183,7 @@ async def test_supervisor_start_then_switch_keeps_the_old_model_until_the_new_on
     await supervisor.wait(20)
     slow = InferenceSettings(**{**settings.model_dump(), "engine_env": {"FAKE_START_DELAY": "0.5"}})
     await supervisor.serve(spec(slow, OTHER))
-    await asyncio.sleep(0.2)
+    await async_wait_for(lambda: any(r.model == OTHER for r in supervisor.replicas), 5, "the new model's replica")
     assert supervisor.served_models() == [MODEL]  # still serving while the new engine starts
     assert supervisor.state() == "switching"
     assert pick(supervisor, None).model == MODEL  # no model named: the old one answers meanwhile
@@ -210,12 +212,14 @@ async def test_a_new_serve_cancels_a_swap_in_progress(make_settings: MakeSetting
     slow = InferenceSettings(**{**settings.model_dump(), "engine_env": {"FAKE_START_DELAY": "30"}})
     supervisor = Supervisor(settings)
     await supervisor.serve(spec(slow))
-    await asyncio.sleep(0.3)
-    pgid = supervisor.replicas[0].process.pgid if supervisor.replicas[0].process else None
+    starting = await async_wait_for(
+        lambda: supervisor.replicas and supervisor.replicas[0].process, 5, "the slow engine's process"
+    )
+    pgid = starting.pgid
     await supervisor.serve(spec(settings, OTHER))
     status = await supervisor.wait(20)
     assert status.models == [OTHER] and [r.model for r in status.replicas] == [OTHER]
-    assert pgid is not None and group_members(pgid) == []
+    assert group_members(pgid) == []
     await supervisor.unserve()
     assert supervisor.status().state == "idle"
 
@@ -241,9 +245,3 @@ async def test_shutdown_leaves_no_engine_process(make_settings: MakeSettings) ->
     assert all(group_members(g) == [] for g in groups)
     children = [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
     assert not [p for p in children if "fake_engine" in " ".join(p.cmdline())]
-
-
-async def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
