@@ -24,7 +24,21 @@ class Failure:
         return self.message
 
 
+# An illegal instruction kills a process with SIGILL (-4): the engine's kernels use an instruction
+# this processor (or this process) may not run. Restarting runs the same kernels again; another
+# dtype selects other kernels.
+UNSUPPORTED_CPU = (
+    "the engine's CPU kernels are not supported on this processor: a process of the engine died of SIGILL "
+    "(illegal instruction); set LLF_DTYPE=float32 (or the model's dtype override) and serve it again"
+)
+
 _RULES: Sequence[tuple[str, re.Pattern[str], str, bool]] = (
+    (
+        "unsupported_cpu",
+        re.compile(r"died unexpectedly \(exit code: -4\)|Illegal instruction|signal SIGILL|\bSIGILL\b", re.I),
+        UNSUPPORTED_CPU,
+        True,
+    ),
     (
         "out_of_memory",
         re.compile(
@@ -85,6 +99,8 @@ def classify_failure(lines: Sequence[str], returncode: int | None) -> Failure:
         evidence = next((line for line in reversed(lines) if pattern.search(line)), None)
         if evidence is not None:
             return Failure(kind, f"{message} ({_strip_prefix(evidence)[:300]})", permanent)
+    if returncode is not None and returncode == -signal.SIGILL:
+        return Failure("unsupported_cpu", f"{UNSUPPORTED_CPU} (exit code {returncode})", True)
     if returncode is not None and returncode == -signal.SIGKILL:
         return Failure("killed", "the engine was killed (SIGKILL; possibly the kernel's out-of-memory killer)", False)
     if returncode is not None and returncode < 0:
