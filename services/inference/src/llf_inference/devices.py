@@ -12,7 +12,7 @@ NVML fails to initialise has an inventory with no GPUs, and ``nvml_error`` says 
 GPU indices are NVML's, which enumerate by PCI bus id. An engine's ``CUDA_VISIBLE_DEVICES``
 uses these indices together with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (see ``placement.Placement``):
 CUDA's default order is "fastest first", which on a mixed box differs from NVML's. Indices,
-not UUIDs, because vLLM before 0.24 parses ``CUDA_VISIBLE_DEVICES`` entries with ``int()``.
+not UUIDs, because some vLLM releases parse ``CUDA_VISIBLE_DEVICES`` entries with ``int()``.
 """
 
 from __future__ import annotations
