@@ -33,6 +33,7 @@ from typing import Literal, Protocol
 from llf_common.errors import LLFError, Unavailable
 
 from llf_inference.keepalive import UNSET, KeepAlive, Unset, describe
+from llf_inference.placement import DoesNotFit
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,11 @@ class Engines(Protocol):
 
 
 class NoRoom(Unavailable):
-    """Every model holding room is busy; retrying later can succeed."""
+    """Every model holding room stayed busy; retrying later can succeed (unlike ``DoesNotFit``).
 
-
-class DoesNotFit(LLFError):
-    """The model cannot be placed even with nothing else loaded."""
-
-    status_code = 507
-    code = "insufficient_resources"
+    ``DoesNotFit`` (507) is raised when the model cannot be placed even with nothing else
+    loaded: waiting cannot help there.
+    """
 
 
 @dataclass(frozen=True)
