@@ -125,6 +125,14 @@ def test_models_rm_of_a_served_model_shows_the_conflict(llf: Invoke, fake: Fake)
     assert result.exit_code == 1 and f"{MODEL} is being served" in result.output
 
 
+def test_models_rm_force_asks_the_registry_to_cancel_jobs_and_skip_an_unsure_gateway(llf: Invoke, fake: Fake) -> None:
+    fake.on("DELETE", f"{MODELS}/{MODEL}", httpx.Response(204))
+    result = llf("models", "rm", MODEL, "--yes", "--force")
+    assert result.exit_code == 0 and f"removed {MODEL}" in result.output
+    assert fake.paths() == [f"DELETE /v1/models/{MODEL}"]
+    assert fake.requests[0].url.params.get("force") == "true"
+
+
 def test_models_verify_follows_the_job_and_reports_success(llf: Invoke, fake: Fake) -> None:
     job = job_info("queued", kind="verify", phase="waiting", done=0)
     fake.on("POST", f"{MODELS}/{MODEL}/verify", httpx.Response(202, json=job))

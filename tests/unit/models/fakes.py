@@ -115,9 +115,16 @@ class FakeHub:
 
 class FakeGateway:
     def __init__(self, served: set[str] | None = None) -> None:
-        self.models = served
+        self.models: set[str] | None = set() if served is None else served  # None: the gateway cannot say
 
     def served(self) -> set[str] | None:
+        return self.models
+
+    def in_use(self, repo: str = "the model") -> set[str]:
+        if self.models is None:
+            from llf_common.errors import Unavailable
+
+            raise Unavailable(f"cannot confirm the gateway is not serving {repo}; retry or use --force")
         return self.models
 
 

@@ -133,12 +133,25 @@ def test_models_are_listed_shown_and_flagged_when_served(client: TestClient, wor
         assert client.get(bad).status_code == 422
 
 
+def test_force_deletes_when_the_gateway_cannot_say_but_never_what_it_serves(client: TestClient, world: World) -> None:
+    world.add_model()
+    world.gateway.models = None
+    assert client.delete("/v1/models/o/n?force=true").status_code == 204
+    world.add_model()
+    world.gateway.models = {"o/n"}
+    assert client.delete("/v1/models/o/n?force=true").status_code == 409
+
+
 def test_delete_is_refused_while_served_or_written_and_404_when_unknown(client: TestClient, world: World) -> None:
     world.add_model()
     world.gateway.models = {"o/n"}
     served = client.delete("/v1/models/o/n")
     assert served.status_code == 409 and "served" in served.json()["detail"]
-    world.gateway.models = None  # gateway unreachable: allowed
+    world.gateway.models = None  # the gateway cannot say (slow, 401, 5xx): not a yes
+    unsure = client.delete("/v1/models/o/n")
+    assert unsure.status_code == 503 and unsure.headers["retry-after"]
+    assert "cannot confirm the gateway is not serving o/n" in unsure.json()["detail"]
+    world.gateway.models = set()  # nothing listens: nothing served
     world.locks.busy.add("o/n")
     busy = client.delete("/v1/models/o/n")
     assert busy.status_code == 409 and "running job" in busy.json()["detail"]
@@ -236,4 +249,6 @@ def test_api_key_guards_everything_but_health(tmp_path: Path) -> None:
         assert client.post("/v1/pulls", json={"repo": "o/n"}).status_code == 401
         assert client.get("/v1/models", headers={"Authorization": "Bearer k3y"}).status_code == 200
         assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
-        assert "/v1/pulls" in client.get("/openapi.json").json()["paths"]
+        assert client.get("/openapi.json").status_code == 401  # the document maps every route
+        documented = client.get("/openapi.json", headers={"Authorization": "Bearer k3y"}).json()
+        assert "/v1/pulls" in documented["paths"]

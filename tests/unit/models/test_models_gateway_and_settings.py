@@ -106,3 +106,68 @@ def test_get_settings_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert get_settings() is get_settings()
     finally:
         get_settings.cache_clear()
+
+
+# ---------------------------------------------------------------- "may I delete it?"
+def test_only_a_refused_connection_means_the_gateway_serves_nothing() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    assert probe(refuse).in_use() == set()
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        lambda r: (_ for _ in ()).throw(httpx.ReadTimeout("slow")),
+        lambda r: (_ for _ in ()).throw(httpx.ConnectTimeout("slow")),
+        lambda r: (_ for _ in ()).throw(httpx.ConnectError("[Errno -2] Name or service not known")),
+        lambda r: httpx.Response(401, json={"detail": "missing or wrong API key"}),
+        lambda r: httpx.Response(500),
+        lambda r: httpx.Response(503),
+        lambda r: httpx.Response(200, content=b"not json"),
+        lambda r: httpx.Response(200, json=["a list"]),
+        lambda r: httpx.Response(200, json={"state": "ready", "models": "a/b"}),
+        lambda r: httpx.Response(200, json={"state": "ready", "replicas": [{"id": "r1"}]}),
+    ],
+    ids=[
+        "read-timeout",
+        "connect-timeout",
+        "dns",
+        "401",
+        "500",
+        "503",
+        "not-json",
+        "not-an-object",
+        "models-not-a-list",
+        "replica-without-model",
+    ],
+)
+def test_a_gateway_that_cannot_say_what_it_serves_blocks_a_delete_with_503(handler: object) -> None:
+    from llf_common.errors import Unavailable
+
+    with pytest.raises(Unavailable) as caught:
+        probe(handler).in_use("o/n")
+    assert caught.value.status_code == 503
+    assert "cannot confirm the gateway is not serving o/n" in caught.value.detail
+    assert "--force" in caught.value.detail
+
+
+def test_every_model_the_gateway_lists_or_has_a_replica_of_is_in_use_whatever_its_state() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "state": "ready",
+                "models": ["a/loaded"],
+                "target": "b/target",
+                "replicas": [
+                    {"id": "r1", "model": "c/asleep", "state": "asleep"},
+                    {"id": "r2", "model": "d/failed", "state": "failed"},
+                    {"id": "r3", "model": "e/loading", "state": "loading"},
+                ],
+                "per_model": {"a/loaded": {"state": "loaded"}},
+            },
+        )
+
+    assert probe(handler).in_use() == {"a/loaded", "c/asleep", "d/failed", "e/loading"}

@@ -19,10 +19,10 @@ from urllib.parse import quote
 
 import httpx
 from httpx_sse import EventSource, SSEError
-from llf_common.wire import TERMINAL_JOB_STATES
 
 from llf_cli.errors import CLIError, Unreachable
 
+TERMINAL_JOB_STATES = frozenset({"finished", "failed", "stopped", "canceled"})
 _DEFAULT: Any = object()
 
 

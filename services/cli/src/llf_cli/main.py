@@ -203,15 +203,18 @@ def models_info(state: State, repo: str, as_json: bool) -> None:
 @models.command("rm")
 @click.argument("repo")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force", is_flag=True, help="Cancel the model's queued/running jobs first; go ahead if the gateway cannot answer."
+)
 @pass_state
-def models_rm(state: State, repo: str, yes: bool) -> None:
-    """Delete a model from the registry (refused while it is served)."""
+def models_rm(state: State, repo: str, yes: bool, force: bool) -> None:
+    """Delete a model from the registry (refused while it is served or a job works on it)."""
     from llf_cli import render
 
     if not yes:
         info = state.registry.model(repo)
         click.confirm(f"remove {repo} ({render.size(info.get('size_bytes'))})?", abort=True, err=True)
-    state.registry.remove(repo)
+    state.registry.remove(repo, force=force)
     click.echo(f"removed {repo}")
 
 

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from llf_common.errors import Conflict, NotFound
+from llf_common.errors import Conflict, NotFound, Unavailable
 from llf_common.wire import ImportRequest, JobInfo, ModelInfo, PullRequest, PullResponse, check_repo_id
 
 from llf_models.errors import InvalidInput, LockTimeout
@@ -51,6 +51,7 @@ class Index(Protocol):
 
 class Served(Protocol):
     def served(self) -> set[str] | None: ...
+    def in_use(self, repo: str = ...) -> set[str]: ...
 
 
 LockFactory = Callable[[str], AbstractContextManager[Any]]
@@ -122,14 +123,25 @@ class Registry:
         served = self.gateway.served() or set()
         return self.store.info(manifest, served=repo in served)
 
-    def delete_model(self, repo: str) -> None:
-        """Remove a model's manifest and files; refused while the gateway serves it or a job writes it."""
+    def delete_model(self, repo: str, force: bool = False) -> None:
+        """Remove a model's manifest and files; refused while the gateway uses it or a job writes it.
+
+        A gateway that cannot say what it serves (slow, 401, 5xx, nonsense) blocks the delete with
+        a 503 unless ``force``; a gateway that says it uses the model always blocks it.
+        """
         known = self.index.get(repo) or self.store.read_manifest(repo)
         if known is None and not self.store.repo_dir(repo).exists():
             raise NotFound(f"model {repo} not found")
-        served = self.gateway.served()
-        if served is not None and repo in served:
-            raise Conflict(f"{repo} is being served by the inference gateway; serve another model first")
+        try:
+            in_use = self.gateway.in_use(repo)
+        except Unavailable:
+            if not force:
+                raise
+            log.warning("deleting without the gateway's word (--force)", extra={"repo": repo})
+            in_use = set()
+        if repo in in_use:
+            raise Conflict(f"{repo} is served by the inference gateway (loaded, loading or asleep); serve another model"
+                           " or unload it first")  # fmt: skip
         try:
             with self.lock_for(repo):
                 self.store.delete(repo)

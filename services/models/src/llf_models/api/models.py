@@ -29,7 +29,11 @@ def get_model(repo: str, registry: RegistryDep) -> ModelInfo:
     return registry.model(model_id(repo))
 
 
-@router.delete("/{repo:path}", status_code=204, summary="Delete a model (409 while it is served).")
-def delete_model(repo: str, registry: RegistryDep) -> Response:
-    registry.delete_model(model_id(repo))
+@router.delete(
+    "/{repo:path}",
+    status_code=204,
+    summary="Delete a model (409 while it is served or a job works on it; 503 if the gateway cannot say).",
+)
+def delete_model(repo: str, registry: RegistryDep, force: bool = False) -> Response:
+    registry.delete_model(model_id(repo), force=force)
     return Response(status_code=204)
