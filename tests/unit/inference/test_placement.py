@@ -105,10 +105,12 @@ def test_tensor_parallel_splits_weights_and_kv_but_every_gpu_pays_the_overhead()
 
 
 def test_cpu_kv_space_is_whole_gib_of_at_least_one() -> None:
-    assert TINY.kv_cache_gib == 1
-    assert MemoryEstimate(0, GIB + 1, 0).kv_cache_gib == 2
-    assert MemoryEstimate(0, 1000, 0).kv_cache_gib == 1
-    assert TINY.cpu_bytes == (100 << 20) + 2 * GIB
+    assert TINY.kv_cache_gib() == 1
+    assert MemoryEstimate(0, GIB + 1, 0).kv_cache_gib() == 2
+    assert MemoryEstimate(0, 1000, 0).kv_cache_gib() == 1
+    assert MemoryEstimate(0, 1000, 0).kv_cache_gib(4) == 4
+    assert TINY.cpu_bytes() == (100 << 20) + 2 * GIB
+    assert TINY.cpu_bytes(3) == (100 << 20) + 4 * GIB
 
 
 # ---------------------------------------------------------------- GPU
@@ -395,7 +397,7 @@ def test_explicit_replicas_on_eight_cores_may_use_every_core() -> None:
     replicas = placed(cpu(CPU8), Allocation(), "test/a", TINY, replicas=8)
 
     assert [r.omp_threads_bind for r in replicas] == ["7", "6", "5", "4", "3", "2", "1", "0"]
-    assert sum(r.ram_bytes for r in replicas) == 8 * TINY.cpu_bytes
+    assert sum(r.ram_bytes for r in replicas) == 8 * TINY.cpu_bytes()
 
 
 def test_cores_left_between_replicas_are_bound_as_a_list() -> None:
@@ -430,6 +432,13 @@ def test_auto_on_one_core_is_refused_and_an_explicit_replica_takes_it() -> None:
     [a] = placed(cpu(one), Allocation(), "test/a", TINY)
 
     assert a.cores == (3,)
+
+
+def test_the_configured_cpu_kv_space_is_a_floor() -> None:
+    [replica] = placed(cpu(), Allocation(), "test/a", TINY, min_cpu_kvcache_gib=4)
+
+    assert replica.env()["VLLM_CPU_KVCACHE_SPACE"] == "4"
+    assert replica.ram_bytes == (100 << 20) + 5 * GIB
 
 
 def test_cpu_placement_on_a_gpu_machine_when_asked() -> None:

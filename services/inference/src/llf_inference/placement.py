@@ -22,10 +22,10 @@ Rules (the README's "Devices and placement" says the same for users):
   share a GPU and whole GPUs stay free for big ones; replicas of one model go to different GPUs
   first. ``auto`` = one replica per GPU (group) that has room, never two of the model on one GPU.
 * On CPU a replica owns ``cores_per_replica`` cores (``VLLM_CPU_OMP_THREADS_BIND``), handed out
-  from the highest core down; its KV cache (``VLLM_CPU_KVCACHE_SPACE``, whole GiB) and weights
-  come out of RAM. An explicit count may use every core (two tiny models on a 2-core machine,
-  one core each); ``auto`` leaves the lowest ``reserved_cores`` core(s) to the gateway and the
-  services. Cores are never shared between replicas.
+  from the highest core down; its KV cache (``VLLM_CPU_KVCACHE_SPACE``, whole GiB, at least
+  ``min_cpu_kvcache_gib``) and weights come out of RAM. An explicit count may use every core
+  (two tiny models on a 2-core machine, one core each); ``auto`` leaves the lowest
+  ``reserved_cores`` core(s) to the gateway and the services. Cores are never shared.
 
 "Free" is the inventory's free memory minus what the ledger holds: the inventory must be the one
 taken before this gateway started engines, or pass a fresh one through ``baseline()``.
@@ -113,15 +113,13 @@ class MemoryEstimate:
         """Bytes on each GPU of a group: weights and KV split, overhead paid by every GPU."""
         return -(-(self.weight_bytes + self.kv_cache_bytes) // tensor_parallel_size) + self.overhead_bytes
 
-    @property
-    def kv_cache_gib(self) -> int:
-        """``VLLM_CPU_KVCACHE_SPACE``: whole GiB, at least 1."""
-        return max(1, -(-self.kv_cache_bytes // GIB))
+    def kv_cache_gib(self, floor: int = 1) -> int:
+        """``VLLM_CPU_KVCACHE_SPACE``: the KV cache in whole GiB, at least ``floor``."""
+        return max(floor, 1, -(-self.kv_cache_bytes // GIB))
 
-    @property
-    def cpu_bytes(self) -> int:
+    def cpu_bytes(self, kv_floor_gib: int = 1) -> int:
         """RAM of a CPU replica: the KV space is rounded up to what the engine is told to take."""
-        return self.weight_bytes + self.kv_cache_gib * GIB + self.overhead_bytes
+        return self.weight_bytes + self.kv_cache_gib(kv_floor_gib) * GIB + self.overhead_bytes
 
 
 def estimate_memory(
@@ -158,6 +156,7 @@ class PlacementRequest:
     min_gpu_share: float | None = None  # the gpu_memory_utilization setting, as a floor
     cores_per_replica: int = 1
     reserved_cores: int = 1  # CPU, auto only: the lowest cores left to the gateway and services
+    min_cpu_kvcache_gib: int = 1  # the cpu_kvcache_space setting, as a floor
 
 
 @dataclass(frozen=True)
@@ -421,7 +420,7 @@ def _place_cpu(
     free_cores = [c for c in cpu.cores if c not in holders]
     kept = set(cpu.cores[: request.reserved_cores]) if request.replicas == "auto" else set()
     usable = sorted((c for c in free_cores if c not in kept), reverse=True)
-    ram_each = request.memory.cpu_bytes
+    ram_each = request.memory.cpu_bytes(request.min_cpu_kvcache_gib)
     ram_free = max(0, cpu.ram_available_bytes - allocation.ram_reserved())
     fits = min(len(usable) // per, ram_free // ram_each)
     count = fits if request.replicas == "auto" else request.replicas
@@ -434,7 +433,7 @@ def _place_cpu(
             device="cpu",
             cores=tuple(sorted(usable[k * per : (k + 1) * per])),
             ram_bytes=ram_each,
-            cpu_kvcache_space_gib=request.memory.kv_cache_gib,
+            cpu_kvcache_space_gib=request.memory.kv_cache_gib(request.min_cpu_kvcache_gib),
         )
         for k in range(count)
     )
