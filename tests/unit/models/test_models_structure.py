@@ -1,22 +1,20 @@
-"""Structural checks of safetensors and config.json, the weight estimate, and hashing."""
+"""Structure checks: safetensors files (read by the safetensors package), config.json, the weight estimate."""
 
 from __future__ import annotations
 
-import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
 from llf_models.errors import CorruptFile
 from llf_models.tinymodel import write_tiny_model
-from llf_models.verify import (
-    Hasher,
+from llf_models.verify.structure import (
+    DTYPE_BITS,
     architecture_warning,
     check_config,
     check_safetensors,
-    compare_files,
     context_length_of,
-    hash_file,
     summarize,
 )
 
@@ -46,44 +44,70 @@ def test_mixed_dtypes_report_the_dtype_holding_most_bytes(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("header", "data", "reason"),
     [
-        ({"a": tensor("F32", [2], 0, 8)}, bytes(12), "data section has 12"),
-        ({"a": tensor("F32", [2], 0, 8), "b": tensor("F32", [1], 4, 8)}, bytes(8), "overlaps"),
-        ({"a": tensor("F32", [1], 4, 8)}, bytes(8), "gap at byte 0"),
-        ({"a": tensor("F32", [3], 0, 8)}, bytes(8), "want 12"),
-        ({"a": tensor("X9", [1], 0, 4)}, bytes(4), "unknown dtype"),
-        ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, bytes(4), "bad shape"),
-        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}, bytes(4), "bad data_offsets"),
-        ({"a": "nope"}, b"", "not an object"),
+        ({"a": tensor("F32", [2], 0, 8)}, bytes(12), "not fully covered"),
+        ({"a": tensor("F32", [2], 0, 8), "b": tensor("F32", [1], 4, 8)}, bytes(8), "invalid offset for tensor `b`"),
+        ({"a": tensor("F32", [1], 4, 8)}, bytes(8), "invalid offset for tensor `a`"),
+        ({"a": tensor("F32", [3], 0, 8)}, bytes(8), "invalid shape, data type, or offset"),
+        ({"a": tensor("X9", [1], 0, 4)}, bytes(4), "unknown variant `X9`"),
+        ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, bytes(4), "integer `-1`"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}, bytes(4), "invalid offset"),
+        ({"a": "nope"}, b"", 'string "nope"'),
+    ],
+    ids=[
+        "trailing-bytes",
+        "overlap",
+        "gap",
+        "size-vs-shape",
+        "unknown-dtype",
+        "negative-shape",
+        "reversed-offsets",
+        "entry-not-an-object",
     ],
 )
 def test_broken_safetensors_headers_are_named(tmp_path: Path, header: dict, data: bytes, reason: str) -> None:
     path = write_safetensors(tmp_path / "w.safetensors", header, data)
-    with pytest.raises(CorruptFile, match=reason) as info:
+    with pytest.raises(CorruptFile, match=re.escape(reason)) as info:
         check_safetensors(path, "shard-1.safetensors")
     assert info.value.path == "shard-1.safetensors"
+    assert info.value.reason.startswith("not a valid safetensors file: ")
 
 
 def test_truncated_or_garbage_safetensors_are_corrupt(tmp_path: Path, tiny: Path) -> None:
     short = tmp_path / "short.safetensors"
     short.write_bytes(b"\x01\x02")
-    with pytest.raises(CorruptFile, match="too short"):
+    with pytest.raises(CorruptFile, match="header too small"):
         check_safetensors(short)
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes((tiny / "model.safetensors").read_bytes()[:-100])
-    with pytest.raises(CorruptFile, match="data section"):
+    with pytest.raises(CorruptFile, match="not fully covered"):
         check_safetensors(cut)
     huge = tmp_path / "huge.safetensors"
     huge.write_bytes((10**12).to_bytes(8, "little") + b"{}")
-    with pytest.raises(CorruptFile, match="does not fit"):
+    with pytest.raises(CorruptFile, match="header too large"):
         check_safetensors(huge)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes((4).to_bytes(8, "little") + b"\xff\xfe{]")
-    with pytest.raises(CorruptFile, match="not valid JSON"):
+    with pytest.raises(CorruptFile, match="invalid UTF-8 in header"):
         check_safetensors(garbage)
     array = tmp_path / "array.safetensors"
     array.write_bytes((2).to_bytes(8, "little") + b"[]")
-    with pytest.raises(CorruptFile, match="not a JSON object"):
+    with pytest.raises(CorruptFile, match="invalid JSON in header"):
         check_safetensors(array)
+    with pytest.raises(CorruptFile, match="cannot be read"):
+        check_safetensors(tmp_path / "gone.safetensors")
+
+
+def test_every_dtype_safetensors_accepts_has_a_size() -> None:
+    """The weight estimate needs bits per element; a dtype missing from the table would be a guess."""
+    accepted = {"BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ"}
+    accepted |= {"F8_E5M2FNUZ", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64"}
+    assert accepted <= set(DTYPE_BITS)
+
+
+def test_sub_byte_dtypes_count_bits_not_bytes(tmp_path: Path) -> None:
+    header = {"a": tensor("F4", [4], 0, 2), "b": tensor("F6_E2M3", [4], 2, 5)}
+    stats = check_safetensors(write_safetensors(tmp_path / "fp4.safetensors", header, bytes(5)))
+    assert (stats.params, stats.nbytes) == (8, 5)
 
 
 def test_config_must_be_a_json_object(tmp_path: Path) -> None:
@@ -111,42 +135,3 @@ def test_context_length_is_found_in_nested_text_configs() -> None:
     assert context_length_of({"text_config": {"max_position_embeddings": 8192}}) == 8192
     assert context_length_of({"n_positions": 1024}) == 1024
     assert context_length_of({}) is None
-
-
-def test_git_blob_sha1_matches_git_hash_object() -> None:
-    hasher = Hasher(size=0)
-    assert hasher.git_sha1 is not None and hasher.git_sha1.hexdigest() == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
-    hasher = Hasher(size=6)
-    hasher.update(b"hello\n")
-    assert hasher.git_sha1 is not None and hasher.git_sha1.hexdigest() == "ce013625030ba8dba906f756967f9e9ca394464a"
-    hasher.reset()
-    assert hasher.count == 0
-
-
-def test_compare_files_reports_missing_resized_and_corrupted(tmp_path: Path) -> None:
-    good = tmp_path / "good"
-    good.write_bytes(b"abc")
-    bad = tmp_path / "bad"
-    bad.write_bytes(b"abd")
-    digest = hashlib.sha256(b"abc").hexdigest()
-    seen: list[int] = []
-    problems = compare_files(
-        [
-            ("good", good, 3, digest),
-            ("bad", bad, 3, digest),
-            ("short", good, 4, digest),
-            ("gone", tmp_path / "gone", 1, digest),
-        ],
-        on_bytes=seen.append,
-    )
-    assert [(p.path, p.problem) for p in problems] == [
-        ("bad", "sha256 mismatch"),
-        ("short", "size mismatch"),
-        ("gone", "missing"),
-    ]
-    assert (
-        problems[0].describe() == f"bad: sha256 mismatch: expected {digest}, got {hashlib.sha256(b'abd').hexdigest()}"
-    )
-    assert problems[2].describe() == "gone: missing"
-    assert sum(seen) == 6
-    assert hash_file(good).sha256.hexdigest() == digest
