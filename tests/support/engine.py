@@ -17,7 +17,7 @@ from types import TracebackType
 
 import httpx
 
-from tests.support.redis_server import free_port
+from tests.support.net import free_port, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,17 +93,20 @@ class VllmEngine:
 
     def _wait_healthy(self, deadline: float) -> None:
         assert self.process is not None
+        process = self.process
         health = f"http://127.0.0.1:{self.port}/health"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise EngineError(f"engine exited with {self.process.returncode}: {self.log_tail()}")
-            try:
-                if httpx.get(health, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise EngineError(f"engine not healthy in time: {self.log_tail()}")
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise EngineError(f"engine exited with {process.returncode}: {self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(health, timeout=2).status_code == 200
+            return False
+
+        try:
+            wait_for(healthy, max(0.0, deadline - time.monotonic()), "the engine to answer /health", interval=0.5)
+        except AssertionError as exc:
+            raise EngineError(f"{exc}: {self.log_tail()}") from None
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM the process group, SIGKILL what is left; safe to call twice."""

@@ -20,7 +20,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -29,7 +28,7 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.support.redis_server import free_port
+from tests.support.net import free_port, wait_for
 from tests.support.registry import coverage_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -120,15 +119,21 @@ class GatewayProcess:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait for the gateway process to answer ``/healthz`` (not for any model)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive:
-                raise GatewayError(f"llf-inference exited; log:\n{self.log_tail()}")
+
+        def up() -> bool:
+            self._check_alive()
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise GatewayError(f"llf-inference not up after {timeout} s; log:\n{self.log_tail()}")
+                return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+            return False
+
+        try:
+            wait_for(up, timeout, "llf-inference to answer /healthz", interval=0.1)
+        except AssertionError as exc:
+            raise GatewayError(f"{exc}; log:\n{self.log_tail()}") from None
+
+    def _check_alive(self) -> None:
+        if not self.alive:
+            raise GatewayError(f"llf-inference exited; log:\n{self.log_tail()}")
 
     def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM the gateway (only the gateway: it must stop its engines itself); its exit code."""
@@ -199,18 +204,22 @@ class GatewayProcess:
 
     def wait_model(self, model: str, timeout: float = 600.0) -> dict[str, Any]:
         """Poll ``/v1/status`` until ``model`` has a ready replica."""
-        deadline = time.monotonic() + timeout
         status: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            if not self.alive:
-                raise GatewayError(f"llf-inference exited; log:\n{self.log_tail()}")
+
+        def ready() -> dict[str, Any] | None:
+            self._check_alive()
             with contextlib.suppress(httpx.HTTPError):
-                status = self.status()
+                status.clear()
+                status.update(self.status())
                 if model in status["models"]:
                     self._remember_engines()
-                    return status
-            time.sleep(0.25)
-        raise GatewayError(f"{model} not ready after {timeout} s: {status}\nlog:\n{self.log_tail()}")
+                    return dict(status)
+            return None
+
+        try:
+            return wait_for(ready, timeout, f"{model} to have a ready replica", interval=0.25)
+        except AssertionError as exc:
+            raise GatewayError(f"{exc}: {status}\nlog:\n{self.log_tail()}") from None
 
     def engine_pids(self) -> list[int]:
         """Leader pids of the engines the gateway reports as running."""

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.gateway import GatewayProcess
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
 from tests.support.registry import RegistryStack, import_tiny_model
 
 MODEL_A = "llf-test/tiny-a"  # tiny Llama, seed 0

@@ -19,6 +19,7 @@ import httpx
 
 from tests.integration.inference.conftest import MODEL_A, MODEL_B, ensure_served
 from tests.support.gateway import GatewayProcess
+from tests.support.net import wait_for
 
 
 @dataclass
@@ -67,21 +68,26 @@ def test_hot_swap_between_two_tiny_models_fails_no_request_of_a_patient_client(g
     in_flight: list[bytes] = []
     stream = threading.Thread(target=read_stream, args=(gateway, old, 300, in_flight))
     stream.start()
-    while len(in_flight) < 3:  # the stream is under way before the swap starts
-        time.sleep(0.05)
+    wait_for(lambda: len(in_flight) >= 3, 120, f"the stream on {old} to be under way before the swap")
     follower = PatientClient(gateway)  # follows the gateway's current model
     switcher = PatientClient(gateway, model=new)  # asks for the new model as soon as it is asked for
     threads = [threading.Thread(target=c.run) for c in (follower, switcher)]
     threads[0].start()
     try:
-        time.sleep(0.5)  # the follower is sending when the swap begins
+        wait_for(
+            lambda: follower.ok or follower.retried or follower.failures,
+            60,
+            "the follower's first answer before the swap",
+        )
         status = gateway.serve(new, wait=False)
         threads[1].start()
         assert status["target"] == new and status["state"] in ("switching", "starting", "ready")
         gateway.wait_model(new)
-        started = time.monotonic()
-        while min(follower.ok.count(new), switcher.ok.count(new)) < 3 and time.monotonic() - started < 120:
-            time.sleep(0.1)
+        wait_for(
+            lambda: min(follower.ok.count(new), switcher.ok.count(new)) >= 3 or follower.failures or switcher.failures,
+            120,
+            f"three answers from {new} to each client",
+        )
     finally:
         follower.stop.set()
         switcher.stop.set()
@@ -109,8 +115,7 @@ def test_kill_9_of_the_engine_ends_streams_with_an_error_then_503_until_it_is_ba
     received: list[bytes] = []
     stream = threading.Thread(target=read_stream, args=(gateway, model, 2000, received))
     stream.start()
-    while b"".join(received).count(b"data:") < 5:
-        time.sleep(0.02)
+    wait_for(lambda: b"".join(received).count(b"data:") >= 5, 120, f"five events of the stream on {model}")
     os.kill(replica["pid"], signal.SIGKILL)
     stream.join(60)
     assert not stream.is_alive(), "the stream hung after the engine died"

@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.inference.conftest import API_KEY, MODEL_A
 from tests.support.gateway import GatewayProcess, leftover_engines
+from tests.support.net import wait_for
 from tests.support.registry import RegistryStack
 
 
@@ -35,8 +36,7 @@ def test_sigterm_drains_the_stream_in_flight_and_leaves_no_vllm_process_behind(
 
         reader = threading.Thread(target=stream)
         reader.start()
-        while b"".join(received).count(b"data:") < 3:
-            time.sleep(0.02)
+        wait_for(lambda: b"".join(received).count(b"data:") >= 3, 120, "three events of the stream in flight")
         started = time.monotonic()
         assert gateway.terminate(timeout=120) == 0
         took = time.monotonic() - started

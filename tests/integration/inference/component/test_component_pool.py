@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import psutil
@@ -24,13 +24,53 @@ pytestmark = pytest.mark.anyio
 MakeSettings = Callable[..., InferenceSettings]
 
 
+NewReplica = Callable[..., Replica]
+NewSupervisor = Callable[[InferenceSettings], Supervisor]
+
+
 def spec(settings: InferenceSettings, model: str = MODEL) -> EngineSpec:
     return EngineSpec.from_settings(settings, model, settings.model_paths[model])
 
 
-async def test_a_replica_goes_starting_then_ready_and_stops_its_whole_group(make_settings: MakeSettings) -> None:
+@pytest.fixture
+async def new_replica() -> AsyncIterator[NewReplica]:
+    """``new_replica(settings, on_restart=None)``: replica ``r0`` of MODEL; every one made is stopped at the end."""
+    made: list[Replica] = []
+
+    def make(settings: InferenceSettings, on_restart: Callable[[str], None] | None = None) -> Replica:
+        replica = Replica("r0", spec(settings), settings, on_restart=on_restart)
+        made.append(replica)
+        return replica
+
+    try:
+        yield make
+    finally:
+        for replica in made:
+            await replica.stop()
+
+
+@pytest.fixture
+async def new_supervisor() -> AsyncIterator[NewSupervisor]:
+    """``new_supervisor(settings)``: a pool whose engines are all stopped at the end, whatever happened."""
+    made: list[Supervisor] = []
+
+    def make(settings: InferenceSettings) -> Supervisor:
+        supervisor = Supervisor(settings)
+        made.append(supervisor)
+        return supervisor
+
+    try:
+        yield make
+    finally:
+        for supervisor in made:
+            await supervisor.shutdown(drain_timeout=0)
+
+
+async def test_a_replica_goes_starting_then_ready_and_stops_its_whole_group(
+    make_settings: MakeSettings, new_replica: NewReplica
+) -> None:
     settings = make_settings(engine_env={"FAKE_STUBBORN_CHILD": "1"}, stop_timeout_s=1.0)
-    replica = Replica("r0", spec(settings), settings)
+    replica = new_replica(settings)
     replica.start()
     assert replica.state == "starting"
     assert await replica.wait_settled(20) == "ready"
@@ -43,9 +83,11 @@ async def test_a_replica_goes_starting_then_ready_and_stops_its_whole_group(make
     assert replica.status().pid is None
 
 
-async def test_the_engine_log_is_kept_as_a_tail_and_in_a_file(make_settings: MakeSettings) -> None:
+async def test_the_engine_log_is_kept_as_a_tail_and_in_a_file(
+    make_settings: MakeSettings, new_replica: NewReplica
+) -> None:
     settings = make_settings()
-    replica = Replica("r0", spec(settings), settings)
+    replica = new_replica(settings)
     replica.start()
     await replica.wait_settled(20)
     await replica.stop()
@@ -55,10 +97,10 @@ async def test_the_engine_log_is_kept_as_a_tail_and_in_a_file(make_settings: Mak
     assert "kvcache=1" in replica.process.log_tail()[0]
 
 
-async def test_a_crashed_engine_is_restarted_and_counted(make_settings: MakeSettings) -> None:
+async def test_a_crashed_engine_is_restarted_and_counted(make_settings: MakeSettings, new_replica: NewReplica) -> None:
     restarted: list[str] = []
     settings = make_settings()
-    replica = Replica("r0", spec(settings), settings, on_restart=restarted.append)
+    replica = new_replica(settings, on_restart=restarted.append)
     replica.start()
     await replica.wait_settled(20)
     assert replica.process is not None
@@ -73,9 +115,11 @@ async def test_a_crashed_engine_is_restarted_and_counted(make_settings: MakeSett
     await replica.stop()
 
 
-async def test_a_replica_gives_up_after_restart_max_failures_and_says_why(make_settings: MakeSettings) -> None:
+async def test_a_replica_gives_up_after_restart_max_failures_and_says_why(
+    make_settings: MakeSettings, new_replica: NewReplica
+) -> None:
     settings = make_settings(restart_max=2, engine_env={"FAKE_FAIL": "RuntimeError: boom", "FAKE_EXIT_CODE": "3"})
-    replica = Replica("r0", spec(settings), settings)
+    replica = new_replica(settings)
     replica.start()
     assert await replica.wait_settled(30) == "failed"
     assert replica.restarts == 2
@@ -94,9 +138,11 @@ async def test_a_replica_gives_up_after_restart_max_failures_and_says_why(make_s
         ("safetensors_rust.SafetensorError: Error while deserializing header: invalid header length", "bad_weights"),
     ],
 )
-async def test_a_failure_no_restart_can_fix_fails_at_once(make_settings: MakeSettings, log: str, kind: str) -> None:
+async def test_a_failure_no_restart_can_fix_fails_at_once(
+    make_settings: MakeSettings, log: str, kind: str, new_replica: NewReplica
+) -> None:
     settings = make_settings(engine_env={"FAKE_FAIL": log})
-    replica = Replica("r0", spec(settings), settings)
+    replica = new_replica(settings)
     replica.start()
     assert await replica.wait_settled(20) == "failed"
     assert replica.restarts == 0
@@ -105,48 +151,56 @@ async def test_a_failure_no_restart_can_fix_fails_at_once(make_settings: MakeSet
     assert status.last_error == replica.failure.message and any(log in line for line in status.log_tail)
 
 
-async def test_an_engine_that_never_gets_healthy_times_out(make_settings: MakeSettings) -> None:
+async def test_an_engine_that_never_gets_healthy_times_out(
+    make_settings: MakeSettings, new_replica: NewReplica
+) -> None:
     settings = make_settings(readiness_timeout_s=0.5, engine_env={"FAKE_START_DELAY": "30"})
-    replica = Replica("r0", spec(settings), settings)
+    replica = new_replica(settings)
     replica.start()
     assert await replica.wait_settled(20) == "failed"
     assert replica.failure is not None and replica.failure.kind == "timeout"
     assert replica.process is not None and group_members(replica.process.pgid) == []
 
 
-async def test_an_engine_that_stops_answering_health_is_restarted(make_settings: MakeSettings, tmp_path: Path) -> None:
+async def test_an_engine_that_stops_answering_health_is_restarted(
+    make_settings: MakeSettings, tmp_path: Path, new_replica: NewReplica
+) -> None:
     settings = make_settings(
         restart_max=0, engine_env={"FAKE_UNHEALTHY_AFTER": "0.5"}, liveness_interval_s=0.1, liveness_failures=2
     )
-    replica = Replica("r0", spec(settings), settings)
+    replica = new_replica(settings)
     replica.start()
     assert await replica.wait_settled(20) == "ready"
     await async_wait_for(lambda: replica.state == "failed", 20, "replica.state == 'failed'")
     assert replica.failure is not None and replica.failure.kind == "unresponsive"
 
 
-async def test_a_missing_engine_python_fails_with_a_readable_reason(make_settings: MakeSettings) -> None:
+async def test_a_missing_engine_python_fails_with_a_readable_reason(
+    make_settings: MakeSettings, new_replica: NewReplica
+) -> None:
     settings = make_settings(engine_command=["/nonexistent/python", "-m", "vllm"])
-    replica = Replica("r0", spec(settings), settings)
+    replica = new_replica(settings)
     replica.start()
     assert await replica.wait_settled(10) == "failed"
     assert replica.failure is not None and "cannot start the engine (/nonexistent/python)" in replica.failure.message
 
 
 async def test_a_successful_start_after_a_crash_resets_nothing_but_recovers(
-    make_settings: MakeSettings, tmp_path: Path
+    make_settings: MakeSettings, tmp_path: Path, new_replica: NewReplica
 ) -> None:
     settings = make_settings(engine_env={"FAKE_STATE": str(tmp_path / "state"), "FAKE_FAIL_ONCE": "1"})
-    replica = Replica("r0", spec(settings), settings)
+    replica = new_replica(settings)
     replica.start()
     assert await replica.wait_settled(20) == "ready"
     assert replica.restarts == 1 and replica.failure is not None and "crashed once" in replica.failure.message
     await replica.stop()
 
 
-async def test_drain_waits_for_requests_in_flight_up_to_a_bound(make_settings: MakeSettings) -> None:
+async def test_drain_waits_for_requests_in_flight_up_to_a_bound(
+    make_settings: MakeSettings, new_replica: NewReplica
+) -> None:
     settings = make_settings()
-    replica = Replica("r0", spec(settings), settings)
+    replica = new_replica(settings)
     replica.acquire()
     assert await replica.drain(0.05) is False and replica.state == "draining"
     asyncio.get_running_loop().call_later(0.05, replica.release)
@@ -154,9 +208,11 @@ async def test_drain_waits_for_requests_in_flight_up_to_a_bound(make_settings: M
 
 
 # ------------------------------------------------------------------ the pool
-async def test_supervisor_serves_then_swaps_stop_then_start(make_settings: MakeSettings) -> None:
+async def test_supervisor_serves_then_swaps_stop_then_start(
+    make_settings: MakeSettings, new_supervisor: NewSupervisor
+) -> None:
     settings = make_settings()
-    supervisor = Supervisor(settings)
+    supervisor = new_supervisor(settings)
     assert supervisor.state() == "idle"
     await supervisor.serve(spec(settings))
     assert supervisor.state() == "starting"
@@ -175,10 +231,10 @@ async def test_supervisor_serves_then_swaps_stop_then_start(make_settings: MakeS
 
 
 async def test_supervisor_start_then_switch_keeps_the_old_model_until_the_new_one_is_ready(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, new_supervisor: NewSupervisor
 ) -> None:
     settings = make_settings(swap_strategy="start-then-switch")
-    supervisor = Supervisor(settings)
+    supervisor = new_supervisor(settings)
     await supervisor.serve(spec(settings))
     await supervisor.wait(20)
     slow = InferenceSettings(**{**settings.model_dump(), "engine_env": {"FAKE_START_DELAY": "0.5"}})
@@ -193,10 +249,10 @@ async def test_supervisor_start_then_switch_keeps_the_old_model_until_the_new_on
 
 
 async def test_start_then_switch_keeps_serving_the_old_model_when_the_new_one_fails(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, new_supervisor: NewSupervisor
 ) -> None:
     settings = make_settings(swap_strategy="start-then-switch")
-    supervisor = Supervisor(settings)
+    supervisor = new_supervisor(settings)
     await supervisor.serve(spec(settings))
     await supervisor.wait(20)
     broken = InferenceSettings(**{**settings.model_dump(), "engine_env": {"FAKE_FAIL": "SafetensorError: bad"}})
@@ -207,10 +263,12 @@ async def test_start_then_switch_keeps_serving_the_old_model_when_the_new_one_fa
     await supervisor.shutdown()
 
 
-async def test_a_new_serve_cancels_a_swap_in_progress(make_settings: MakeSettings) -> None:
+async def test_a_new_serve_cancels_a_swap_in_progress(
+    make_settings: MakeSettings, new_supervisor: NewSupervisor
+) -> None:
     settings = make_settings()
     slow = InferenceSettings(**{**settings.model_dump(), "engine_env": {"FAKE_START_DELAY": "30"}})
-    supervisor = Supervisor(settings)
+    supervisor = new_supervisor(settings)
     await supervisor.serve(spec(slow))
     starting = await async_wait_for(
         lambda: supervisor.replicas and supervisor.replicas[0].process, 5, "the slow engine's process"
@@ -224,9 +282,11 @@ async def test_a_new_serve_cancels_a_swap_in_progress(make_settings: MakeSetting
     assert supervisor.status().state == "idle"
 
 
-async def test_a_failed_model_makes_the_gateway_failed_with_a_message(make_settings: MakeSettings) -> None:
+async def test_a_failed_model_makes_the_gateway_failed_with_a_message(
+    make_settings: MakeSettings, new_supervisor: NewSupervisor
+) -> None:
     settings = make_settings(engine_env={"FAKE_FAIL": "Unsupported CPU attention configuration: head_dim=16"})
-    supervisor = Supervisor(settings)
+    supervisor = new_supervisor(settings)
     await supervisor.serve(spec(settings))
     status = await supervisor.wait(20)
     assert status.state == "failed"
@@ -234,9 +294,9 @@ async def test_a_failed_model_makes_the_gateway_failed_with_a_message(make_setti
     await supervisor.shutdown()
 
 
-async def test_shutdown_leaves_no_engine_process(make_settings: MakeSettings) -> None:
+async def test_shutdown_leaves_no_engine_process(make_settings: MakeSettings, new_supervisor: NewSupervisor) -> None:
     settings = make_settings(engine_env={"FAKE_STUBBORN_CHILD": "1"}, stop_timeout_s=0.5)
-    supervisor = Supervisor(settings)
+    supervisor = new_supervisor(settings)
     await supervisor.serve(spec(settings), replicas=2)
     await supervisor.wait(20)
     groups = [r.process.pgid for r in supervisor.replicas if r.process]
