@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from llf_common.errors import BadRequest
 from llf_inference import devices
 from llf_inference.devices import GIB, CpuDevice, GpuDevice, Inventory, discover, parse_gpus
 
@@ -87,7 +88,7 @@ def test_restricted_keeps_only_the_named_gpus() -> None:
 
     assert [g.index for g in inventory.restricted((3, 1)).gpus] == [1, 3]
     assert inventory.restricted(None) is inventory
-    with pytest.raises(ValueError, match=r"no GPU 7 on this machine \(GPUs: 0,1,2,3\)"):
+    with pytest.raises(BadRequest, match=r"^--gpus: no GPU 7 on this machine \(GPUs: 0,1,2,3\)$"):
         inventory.restricted((0, 7))
 
 
@@ -108,7 +109,7 @@ def test_parse_gpus(text: str | None, expected: tuple[int, ...] | None) -> None:
 
 @pytest.mark.parametrize("text", ["a", "0,,1", "-1", "0;1"])
 def test_parse_gpus_refuses_what_is_not_a_list_of_indices(text: str) -> None:
-    with pytest.raises(ValueError, match="--gpus takes GPU indices like 0,1"):
+    with pytest.raises(BadRequest, match="--gpus takes GPU indices like 0,1"):
         parse_gpus(text)
 
 

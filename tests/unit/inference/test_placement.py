@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from llf_common.errors import LLFError
+from llf_common.errors import BadRequest, LLFError
 from llf_inference.devices import GIB, CpuDevice, Inventory, discover
 from llf_inference.placement import (
     Allocation,
@@ -258,7 +258,7 @@ def test_gpus_option_restricts_the_devices() -> None:
     replicas = placed(inventory, Allocation(), "test/mid", MID, replicas="auto", gpus=(2, 3))
     with pytest.raises(DoesNotFit) as refused:
         placed(inventory, Allocation(), "test/big", BIG, gpus=(2, 3))
-    with pytest.raises(ValueError, match="no GPU 9"):
+    with pytest.raises(BadRequest, match="no GPU 9"):
         placed(inventory, Allocation(), "test/mid", MID, gpus=(9,))
 
     assert [r.cuda_visible_devices for r in replicas] == ["2", "3"]
@@ -439,6 +439,14 @@ def test_the_configured_cpu_kv_space_is_a_floor() -> None:
 
     assert replica.env()["VLLM_CPU_KVCACHE_SPACE"] == "4"
     assert replica.ram_bytes == (100 << 20) + 5 * GIB
+
+
+def test_gpus_option_on_a_cpu_machine_is_a_bad_request() -> None:
+    with pytest.raises(BadRequest) as refused:
+        place(cpu(), Allocation(), PlacementRequest("test/a", TINY, gpus=(0, 1)))
+
+    assert refused.value.detail == "--gpus 0,1: engines run on the CPU here; NVML: NVML Shared Library Not Found"
+    assert refused.value.status_code == 400
 
 
 def test_cpu_placement_on_a_gpu_machine_when_asked() -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, Protocol, cast
 
 import psutil
+from llf_common.errors import BadRequest
 
 GIB = 1 << 30
 
@@ -101,7 +102,7 @@ class Inventory:
         raise KeyError(f"GPU{index}")
 
     def restricted(self, indices: Iterable[int] | None) -> Inventory:
-        """Only the GPUs named (``--gpus 0,1``); ``None`` keeps them all. Unknown indices: ``ValueError``."""
+        """Only the GPUs named (``--gpus 0,1``); ``None`` keeps them all. Unknown indices: ``BadRequest``."""
         if indices is None:
             return self
         wanted = sorted(set(indices))
@@ -109,20 +110,20 @@ class Inventory:
         missing = [i for i in wanted if i not in known]
         if missing:
             have = ",".join(str(i) for i in sorted(known)) or "none"
-            raise ValueError(f"no GPU {','.join(map(str, missing))} on this machine (GPUs: {have})")
+            raise BadRequest(f"--gpus: no GPU {','.join(map(str, missing))} on this machine (GPUs: {have})")
         return replace(self, gpus=tuple(g for g in self.gpus if g.index in wanted))
 
 
 def parse_gpus(text: str | None) -> tuple[int, ...] | None:
-    """``"0,1"`` → ``(0, 1)``; ``None``/``""``/``"all"`` → ``None`` (every GPU). ``ValueError`` otherwise."""
+    """``"0,1"`` → ``(0, 1)``; ``None``/``""``/``"all"`` → ``None`` (every GPU). ``BadRequest`` otherwise."""
     if text is None or text.strip() in ("", "all"):
         return None
     try:
         indices = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise ValueError(f"--gpus takes GPU indices like 0,1 (got {text!r})") from None
+        raise BadRequest(f"--gpus takes GPU indices like 0,1 (got {text!r})") from None
     if any(i < 0 for i in indices):
-        raise ValueError(f"--gpus takes GPU indices like 0,1 (got {text!r})")
+        raise BadRequest(f"--gpus takes GPU indices like 0,1 (got {text!r})")
     return indices
 
 

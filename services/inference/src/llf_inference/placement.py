@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from llf_common.errors import InsufficientStorage
+from llf_common.errors import BadRequest, InsufficientStorage
 
 from llf_inference.devices import GIB, GpuDevice, Inventory
 
@@ -135,6 +135,10 @@ def estimate_memory(
 
     One full-length sequence is what vLLM refuses to start without; give more concurrency with
     ``min_gpu_share`` (the ``gpu_memory_utilization`` setting) or a larger ``max_model_len``.
+    Where the arguments come from: ``kv_shape`` = ``KvShape.from_config`` of the model's
+    ``config.json``; ``max_model_len`` = the setting, else ``ModelFacts.context_length``;
+    ``kv_dtype_bytes`` = ``dtype_bytes`` of the ``dtype`` setting, else of ``ModelFacts.dtype``;
+    ``overhead_bytes`` = ``DEFAULT_CPU_OVERHEAD_BYTES`` for a CPU replica.
     """
     if kv_shape is not None and max_model_len:
         kv = max_model_len * kv_shape.bytes_per_token(kv_dtype_bytes)
@@ -150,7 +154,7 @@ class PlacementRequest:
     model: str
     memory: MemoryEstimate
     replicas: int | Literal["auto"] = 1
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: int = 1  # GPUs per replica; a CPU replica's size is cores_per_replica
     gpus: tuple[int, ...] | None = None  # --gpus: only these (NVML indices); None = all
     device: Literal["cuda", "cpu"] | None = None  # None = the inventory's (cuda when it has GPUs)
     min_gpu_share: float | None = None  # the gpu_memory_utilization setting, as a floor
@@ -279,13 +283,16 @@ def place(
     """Every replica of ``request`` placed, or ``DoesNotFit``; the ledger is read, never changed.
 
     ``new_id(k)`` names the k-th new replica (default ``"<model>#<n>"``, n unused in the ledger).
-    ``ValueError`` for a request that is wrong in itself (``--gpus`` naming no such GPU, bad counts).
+    ``BadRequest`` for ``--gpus`` naming a GPU there is not; ``ValueError`` for counts below 1.
     """
     if request.tensor_parallel_size < 1 or request.cores_per_replica < 1:
         raise ValueError("tensor_parallel_size and cores_per_replica must be at least 1")
     if request.replicas != "auto" and request.replicas < 1:
         raise ValueError("replicas must be at least 1 or 'auto'")
     device = request.device or inventory.device
+    if device == "cpu" and request.gpus is not None:
+        why = f"; {inventory.nvml_error}" if inventory.nvml_error else ""
+        raise BadRequest(f"--gpus {','.join(map(str, request.gpus))}: engines run on the CPU here{why}")
     ids = new_id or _default_ids(request.model, allocation)
     if device == "cuda":
         return _place_gpu(inventory.restricted(request.gpus), allocation, request, ids)
