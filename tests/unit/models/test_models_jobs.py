@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from llf_common.errors import InsufficientStorage
 from llf_models import scope as scope_module
-from llf_models.errors import CorruptFile, DiskFull, JobCanceled, Missing, VerifyFailed
+from llf_models.errors import CorruptFile, DiskFull, JobCanceled, Missing, Superseded, VerifyFailed
 from llf_models.hub import FileLocation, RemoteFile
 from llf_models.importing import commit_id, default_import_name, list_model_files, run_import
 from llf_models.jobs import run_verify
@@ -195,6 +195,59 @@ def test_verify_passes_then_reports_and_drops_a_corrupted_blob(tmp_path: Path, t
     assert not weights.exists()  # the bad blob is gone, so the next pull fetches it again
     with pytest.raises(Missing):
         run_verify(scope, "o/unknown")
+
+
+class RacingScope(Scope):
+    """A scope whose lock runs ``meanwhile`` before it is granted: what another job did while we waited."""
+
+    meanwhile: Any = None
+
+    def lock(self, repo: str) -> Any:  # type: ignore[override]
+        @contextlib.contextmanager
+        def granted() -> Iterator[None]:
+            if self.meanwhile is not None:
+                self.meanwhile()
+            yield
+
+        return granted()
+
+
+def racing_scope(tmp_path: Path, tiny: Path) -> RacingScope:
+    scope = make_scope(tmp_path, FakeJob())
+    pull(scope, TinyHub(tiny))
+    racing = RacingScope(scope.settings, scope.store, None, Reporter(None, None), "test", None)  # type: ignore[arg-type]
+    racing.index = scope.index
+    return racing
+
+
+def test_a_verify_that_waited_behind_rm_does_not_list_the_deleted_model_again(tmp_path: Path, tiny: Path) -> None:
+    scope = racing_scope(tmp_path, tiny)
+    scope.meanwhile = lambda: (scope.store.delete("o/tiny"), scope.index.remove("o/tiny"))
+    with pytest.raises(Missing, match="o/tiny"):
+        run_verify(scope, "o/tiny")
+    assert scope.store.read_manifest("o/tiny") is None
+    assert scope.index.get("o/tiny") is None  # type: ignore[attr-defined]
+
+
+def test_a_verify_that_waited_behind_a_pull_of_a_newer_commit_does_not_write_the_old_one_back(
+    tmp_path: Path, tiny: Path
+) -> None:
+    scope = racing_scope(tmp_path, tiny)
+    newer = "b" * 40
+
+    def pull_newer() -> None:
+        manifest = scope.store.read_manifest("o/tiny")
+        assert manifest is not None
+        manifest.sha = newer
+        scope.store.write_manifest(manifest)
+        scope.store.write_ref("o/tiny", "main", newer)
+
+    scope.meanwhile = pull_newer
+    with pytest.raises(Superseded, match="changed"):
+        run_verify(scope, "o/tiny")
+    manifest = scope.store.read_manifest("o/tiny")
+    assert manifest is not None and manifest.sha == newer
+    assert scope.store.ref_path("o/tiny", "main").read_text() == newer
 
 
 def test_verify_reports_a_structurally_broken_file_with_a_matching_hash(tmp_path: Path, tiny: Path) -> None:

@@ -71,6 +71,13 @@ class Missing(NotFound, Permanent):
     """What a job was asked to work on does not exist (and will not appear by retrying)."""
 
 
+class Superseded(LLFError, Permanent):
+    """What a job was asked to work on changed while it waited for the repo lock (a newer pull)."""
+
+    status_code = 409
+    code = "superseded"
+
+
 class DiskFull(InsufficientStorage, Permanent):
     """Not enough free space for the download plus the configured margin."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from huggingface_hub.utils import get_session
 
-from llf_models.errors import CorruptFile, Missing, VerifyFailed
+from llf_models.errors import CorruptFile, Missing, Superseded, VerifyFailed
 from llf_models.hub import HubClient
 from llf_models.importing import run_import
 from llf_models.pulling import run_pull
@@ -48,11 +48,22 @@ def import_dir(path: str, name: str, link: bool = True) -> dict[str, Any]:
 
 
 def run_verify(scope: JobScope, repo: str) -> dict[str, Any]:
+    """Re-hash ``repo`` against the manifest it has *once the lock is held*.
+
+    The verify may wait behind a pull of a newer commit or an ``rm``: the manifest read before
+    waiting would then be written back over the newer one, or list a deleted model again.
+    """
     store, rep = scope.store, scope.reporter
-    manifest = store.read_manifest(repo)
-    if manifest is None:
+    asked = store.read_manifest(repo)
+    if asked is None:
         raise Missing(f"model {repo} not found")
     with scope.lock(repo):
+        manifest = store.read_manifest(repo)
+        if manifest is None:
+            raise Missing(f"model {repo} was deleted while this verify waited")
+        if manifest.sha != asked.sha:
+            now_at = manifest.sha[:12]
+            raise Superseded(f"model {repo} changed while this verify waited (now at {now_at}); verify again")
         rep.phase("verify", bytes_total=manifest.total_bytes, files_total=len(manifest.files))
         problems = []
         for entry in manifest.files:
