@@ -91,27 +91,56 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def put_on_path(llf: Path, env: Mapping[str, str], home: Path, llf_home: Path, hidden: Path | None = None) -> str:
+SYSTEM_BIN = Path("/usr/local/bin")
+
+
+def _link(link: Path, target: Path) -> bool:
+    """Point ``link`` at ``target`` unless a real file (someone else's ``llf``) is there; False if not."""
+    try:
+        if link.exists() and not link.is_symlink():
+            return False
+        tmp = link.with_name(f".{link.name}.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
+        tmp.replace(link)  # atomic: a shell never sees a missing llf
+    except OSError:
+        return False
+    return True
+
+
+def put_on_path(
+    llf: Path,
+    env: Mapping[str, str],
+    home: Path,
+    llf_home: Path,
+    hidden: Path | None = None,
+    system_bin: Path = SYSTEM_BIN,
+) -> str:
     """Make ``llf`` runnable from the user's shell, or say exactly how.
 
-    ``hidden`` is the venv's bin directory that ``make`` puts on its own PATH: the user's shell
-    does not have it, so it is ignored when looking for an ``llf`` already on PATH.
+    A symlink in the first of ``~/.local/bin`` (the user's own, created if PATH names it) and
+    ``/usr/local/bin`` (when writable: root's default PATH has no ``~/.local/bin``) that is on PATH;
+    else the one ``export`` line for a directory of llf's own. ``hidden`` is the venv's bin directory
+    that ``make`` puts on its own PATH: the user's shell does not have it, so it is ignored.
     """
     entries = [e for e in env.get("PATH", "").split(os.pathsep) if e and not (hidden and _same_file(Path(e), hidden))]
     found = shutil.which("llf", path=os.pathsep.join(entries))
     if found and _same_file(Path(found), llf):
         return f"`llf` is on your PATH ({found})"
     local_bin = home / ".local" / "bin"
-    if any(_same_file(Path(e), local_bin) for e in entries):
-        link = local_bin / "llf"
-        if not link.exists() or link.is_symlink():
-            link.unlink(missing_ok=True)
-            link.symlink_to(llf)
-            return f"linked {link} -> {llf}"
+    for directory in (local_bin, system_bin):
+        if not any(_same_file(Path(e), directory) for e in entries):
+            continue
+        if directory == local_bin:
+            directory.mkdir(parents=True, exist_ok=True)
+        elif not os.access(directory, os.W_OK):
+            continue
+        if _link(directory / "llf", llf):
+            shadow = shutil.which("llf", path=os.pathsep.join(entries))
+            if shadow and not _same_file(Path(shadow), llf):
+                return f"linked {directory / 'llf'} -> {llf}, but your shell finds {shadow} first"
+            return f"linked {directory / 'llf'} -> {llf}"
     own_bin = llf_home / "bin"
     own_bin.mkdir(parents=True, exist_ok=True)
-    link = own_bin / "llf"
-    if link.is_symlink() or not link.exists():
-        link.unlink(missing_ok=True)
-        link.symlink_to(llf)
+    _link(own_bin / "llf", llf)
     return f'`llf` is not on your PATH; run:  export PATH="{own_bin}:$PATH"'

@@ -117,8 +117,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
         HF_ENDPOINT=f"http://127.0.0.1:{closed_port}",
         VLLM_CPU_KVCACHE_SPACE="1",
         LLF_UP_SERVE_TIMEOUT="420",
-        # never symlink into the real ~/.local/bin from a test
-        PATH=os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if ".local/bin" not in p),
+        # never symlink into the real ~/.local/bin or /usr/local/bin from a test
+        PATH=os.pathsep.join(
+            p for p in os.environ.get("PATH", "").split(os.pathsep) if ".local/bin" not in p and p != "/usr/local/bin"
+        ),
     )
     started = time.monotonic()
     try:

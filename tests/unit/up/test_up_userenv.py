@@ -79,13 +79,75 @@ def test_llf_is_linked_into_local_bin_when_that_is_on_path(tmp_path):
     local_bin = tmp_path / "home" / ".local" / "bin"
     local_bin.mkdir(parents=True)
     env = {"PATH": f"{venv_bin}:{local_bin}:/usr/bin"}
-    message = put_on_path(llf, env, tmp_path / "home", tmp_path / "llf-home", hidden=venv_bin)
+    message = put_on_path(llf, env, tmp_path / "home", tmp_path / "llf-home", hidden=venv_bin, system_bin=tmp_path)
     assert (local_bin / "llf").resolve() == llf and "linked" in message
-    assert "on your PATH" in put_on_path(llf, env, tmp_path / "home", tmp_path / "llf-home", hidden=venv_bin)
+    again = put_on_path(llf, env, tmp_path / "home", tmp_path / "llf-home", hidden=venv_bin, system_bin=tmp_path)
+    assert "on your PATH" in again
 
 
-def test_without_local_bin_on_path_the_exact_export_line_is_printed(tmp_path):
+def test_without_local_bin_or_system_bin_on_path_the_exact_export_line_is_printed(tmp_path):
     venv_bin, llf = make_llf(tmp_path)
-    message = put_on_path(llf, {"PATH": f"{venv_bin}:/usr/bin"}, tmp_path / "home", tmp_path / "h", hidden=venv_bin)
+    system_bin = tmp_path / "usr-local-bin"
+    system_bin.mkdir()
+    env = {"PATH": f"{venv_bin}:/usr/bin"}
+    message = put_on_path(llf, env, tmp_path / "home", tmp_path / "h", hidden=venv_bin, system_bin=system_bin)
     assert f'export PATH="{tmp_path / "h" / "bin"}:$PATH"' in message
     assert (tmp_path / "h" / "bin" / "llf").resolve() == llf
+    assert not (system_bin / "llf").exists()
+
+
+def test_a_missing_local_bin_that_path_names_is_created(tmp_path):
+    venv_bin, llf = make_llf(tmp_path)
+    local_bin = tmp_path / "home" / ".local" / "bin"
+    env = {"PATH": f"{venv_bin}:{local_bin}:/usr/bin"}
+    message = put_on_path(llf, env, tmp_path / "home", tmp_path / "h", hidden=venv_bin, system_bin=tmp_path / "none")
+    assert message == f"linked {local_bin / 'llf'} -> {llf}"
+    assert (local_bin / "llf").resolve() == llf
+
+
+def test_without_local_bin_on_path_a_writable_usr_local_bin_gets_the_link(tmp_path):
+    """Root's default PATH has /usr/local/bin but no ~/.local/bin: a new shell must find llf."""
+    venv_bin, llf = make_llf(tmp_path)
+    system_bin = tmp_path / "usr-local-bin"
+    system_bin.mkdir()
+    env = {"PATH": f"{venv_bin}:{system_bin}:/usr/bin"}
+    message = put_on_path(llf, env, tmp_path / "home", tmp_path / "h", hidden=venv_bin, system_bin=system_bin)
+    assert message == f"linked {system_bin / 'llf'} -> {llf}"
+    assert (system_bin / "llf").resolve() == llf
+    again = put_on_path(llf, env, tmp_path / "home", tmp_path / "h", hidden=venv_bin, system_bin=system_bin)
+    assert again == f"`llf` is on your PATH ({system_bin / 'llf'})"
+
+
+def test_an_unwritable_usr_local_bin_falls_back_to_the_export_line(tmp_path, monkeypatch):
+    venv_bin, llf = make_llf(tmp_path)
+    system_bin = tmp_path / "usr-local-bin"
+    system_bin.mkdir()
+    monkeypatch.setattr("scripts.up.userenv.os.access", lambda path, mode: False)
+    env = {"PATH": f"{venv_bin}:{system_bin}:/usr/bin"}
+    message = put_on_path(llf, env, tmp_path / "home", tmp_path / "h", hidden=venv_bin, system_bin=system_bin)
+    assert message == f'`llf` is not on your PATH; run:  export PATH="{tmp_path / "h" / "bin"}:$PATH"'
+    assert not (system_bin / "llf").exists()
+
+
+def test_someone_elses_llf_file_is_never_replaced(tmp_path):
+    venv_bin, llf = make_llf(tmp_path)
+    system_bin = tmp_path / "usr-local-bin"
+    system_bin.mkdir()
+    theirs = system_bin / "llf"
+    theirs.write_text("#!/bin/sh\necho theirs\n")
+    env = {"PATH": f"{venv_bin}:{system_bin}:/usr/bin"}
+    message = put_on_path(llf, env, tmp_path / "home", tmp_path / "h", hidden=venv_bin, system_bin=system_bin)
+    assert "export PATH=" in message
+    assert theirs.read_text() == "#!/bin/sh\necho theirs\n"
+
+
+def test_a_stale_link_from_another_checkout_is_repointed(tmp_path):
+    venv_bin, llf = make_llf(tmp_path)
+    _, old_llf = make_llf(tmp_path / "old")
+    system_bin = tmp_path / "usr-local-bin"
+    system_bin.mkdir()
+    (system_bin / "llf").symlink_to(old_llf)
+    env = {"PATH": f"{venv_bin}:{system_bin}:/usr/bin"}
+    message = put_on_path(llf, env, tmp_path / "home", tmp_path / "h", hidden=venv_bin, system_bin=system_bin)
+    assert message == f"linked {system_bin / 'llf'} -> {llf}"
+    assert (system_bin / "llf").resolve() == llf
