@@ -1,11 +1,12 @@
 """One replica of the engine pool: an engine that starts, becomes ready, crashes, restarts, stops.
 
-A task keeps the replica's engine running: ``starting → ready``; a crash (exit, or /health
+A task keeps the replica's engine running: ``starting → ready`` once /health answers and a
+pre-flight generation (one token for the prompt "hi") succeeded; a crash (exit, or /health
 failing several times) → ``restarting`` with exponential backoff; ``failed`` after too many
 crashes in a row or at once for a failure a restart cannot fix (bad weights, out of memory,
-unsupported architecture, readiness timeout), with the reason and the engine's last log
-lines. Nothing here knows HTTP routes: the router reads the state, the relay holds the
-replica (``acquire``/``release``) while it streams.
+unsupported architecture or CPU, a failed pre-flight, readiness timeout), with the reason and
+the engine's last log lines. Nothing here knows HTTP routes: the router reads the state, the
+relay holds the replica (``acquire``/``release``) while it streams.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from llf_inference.settings import InferenceSettings
 log = logging.getLogger(__name__)
 
 SETTLED: frozenset[ReplicaState] = frozenset({"ready", "failed", "stopped"})
+PREFLIGHT_PROMPT = "hi"  # one token: the shortest first prefill, the one that found SIGILL on AMX CPUs
 
 
 class Replica:
@@ -39,6 +41,8 @@ class Replica:
     it is routed, so a restart never sends a request to a new engine on an old connection,
     and every stream of a dead engine is told at once (``dead`` is set) instead of hanging.
     """
+
+    preflight_exit_grace_s = 5.0  # how long a pre-flight error may take to become the engine's exit
 
     def __init__(
         self, rid: str, spec: EngineSpec, settings: InferenceSettings, on_restart: Callable[[str], None] | None = None
@@ -179,6 +183,8 @@ class Replica:
         try:
             failure = await self._wait_ready(exited)
             if failure is None:
+                failure = await self._preflight(exited)
+            if failure is None:
                 await self._fetch_max_model_len()
                 self.ready_since = time.monotonic()
                 self.created_at = time.time()
@@ -201,6 +207,46 @@ class Replica:
                     await exited.wait()
         return Failure(
             "timeout", f"the engine did not become ready within {self.settings.readiness_timeout_s:.0f} s", True
+        )
+
+    async def _preflight(self, exited: asyncio.Event) -> Failure | None:
+        """One generation before ``ready``: a 1-token completion of a 1-token prompt.
+
+        /health answers before any forward pass has run. An engine whose kernels cannot run on
+        this CPU (SIGILL), or that cannot generate at all, fails here with its reason instead of
+        saying ``ready`` and then losing every request.
+        """
+        assert self.process is not None and self.client is not None
+        body = {"model": self.model, "prompt": PREFLIGHT_PROMPT, "max_tokens": 1, "temperature": 0}
+        timeout = self.settings.readiness_timeout_s
+        request = asyncio.ensure_future(self.client.post("/v1/completions", json=body, timeout=timeout))
+        died = asyncio.ensure_future(exited.wait())
+        try:
+            done, _ = await asyncio.wait({request, died}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            died.cancel()
+            if not request.done():
+                request.cancel()
+        detail = _preflight_problem(request) if request in done else f"no answer within {timeout:.0f} s"
+        if detail is None:
+            return None
+        with contextlib.suppress(TimeoutError):  # an engine that errs on its first request is often dying
+            async with asyncio.timeout(self.preflight_exit_grace_s):
+                await exited.wait()
+        if exited.is_set() or not self.process.alive:
+            return await self._exit_failure()
+        known = classify_failure(self.process.log_tail(), None)
+        if known.permanent:  # e.g. a worker that died of SIGILL under a still-running API server
+            return known
+        hint = (
+            "; if this CPU cannot run the engine's kernels, set LLF_DTYPE=float32 (engine option `dtype`)"
+            if self.spec.device == "cpu"
+            else "; the engine log says more"
+        )
+        return Failure(
+            "preflight_failed",
+            f"the engine failed its first generation (a 1-token completion of {PREFLIGHT_PROMPT!r}): {detail}{hint}",
+            True,
         )
 
     async def _watch(self, exited: asyncio.Event) -> Failure:
@@ -282,3 +328,18 @@ class Replica:
             memory_bytes=process.memory_bytes() if running and process else None,
             max_model_len=self.max_model_len,
         )
+
+
+def _preflight_problem(request: asyncio.Future[httpx.Response]) -> str | None:
+    """What was wrong with the pre-flight answer, or ``None`` when it generated."""
+    error = request.exception()
+    if error is not None:
+        return f"{type(error).__name__}: {error}".rstrip(": ")
+    response = request.result()
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}: {response.text[:300]}"
+    try:
+        choices = response.json()["choices"]
+    except (ValueError, KeyError, TypeError):
+        choices = None
+    return None if choices else f"an answer without choices: {response.text[:300]}"
