@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from llf_common import settings as settings_module
 from llf_common.errors import ConfigError
-from llf_common.settings import LLFSettings, config_path
+from llf_common.settings import LLFSettings, config_path, env_name, env_names
 from pydantic import Field, SecretStr
 
 
@@ -121,8 +123,69 @@ def test_a_service_reads_its_own_section_and_the_common_keys(clean_env: Path) ->
 
 def test_the_environment_beats_the_section(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_config(clean_env, {"models": {"workers": 4}})
-    monkeypatch.setenv("LLF_WORKERS", "8")
+    monkeypatch.setenv("LLF_MODELS_WORKERS", "8")
     assert ModelsLikeSettings.load().workers == 8
+
+
+# ---------------------------------------------------------------- one naming rule
+class CliLikeSettings(LLFSettings):
+    """A service whose keys an earlier release read from LLF_<KEY>."""
+
+    section: ClassVar[str | None] = "cli"
+    legacy_env_fields: ClassVar[frozenset[str]] = frozenset({"temperature"})
+    temperature: float = 0.7
+    port: int = 8000
+    engine_command: list[str] = Field(default_factory=list)
+
+
+def test_a_service_key_is_llf_service_key_and_a_shared_key_is_llf_key(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLF_CLI_TEMPERATURE", "0.2")
+    monkeypatch.setenv("LLF_CLI_ENGINE_COMMAND", '["python", "-m", "x"]')
+    monkeypatch.setenv("LLF_API_KEY", "k")
+    settings = CliLikeSettings.load()
+    assert (settings.temperature, settings.engine_command) == (0.2, ["python", "-m", "x"])
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "k"
+    assert (env_name(CliLikeSettings, "temperature"), env_name(CliLikeSettings, "api_key")) == (
+        "LLF_CLI_TEMPERATURE",
+        "LLF_API_KEY",
+    )
+    assert env_names(LLFSettings, "redis_url") == ("REDIS_URL", "LLF_REDIS_URL")
+
+
+def test_no_variable_outside_the_rule_is_read(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shell's HOST or PORT (zsh sets HOST to the machine's name) never moves a service."""
+    for name in ("PORT", "port", "TEMPERATURE", "LLF_PORT", "LLF_WORKERS", "LLF_CLI_API_KEY"):
+        monkeypatch.setenv(name, "9")
+    settings = CliLikeSettings.load()
+    assert (settings.port, settings.temperature, settings.api_key) == (8000, 0.7, None)
+    assert ModelsLikeSettings.load().workers == 2
+
+
+def test_an_old_spelling_still_works_with_one_warning_and_the_new_name_wins(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(settings_module, "_warned", set())
+    monkeypatch.setenv("LLF_TEMPERATURE", "0.3")
+    with caplog.at_level(logging.WARNING, logger="llf_common.settings"):
+        assert CliLikeSettings.load().temperature == 0.3
+        assert CliLikeSettings.load().temperature == 0.3
+    warnings = [r.getMessage() for r in caplog.records if "LLF_TEMPERATURE" in r.getMessage()]
+    assert warnings == [
+        "environment variable LLF_TEMPERATURE is an old name: set LLF_CLI_TEMPERATURE instead "
+        "(LLF_TEMPERATURE stops working in the next release)"
+    ]
+    monkeypatch.setenv("LLF_CLI_TEMPERATURE", "0.4")
+    assert CliLikeSettings.load().temperature == 0.4
+
+
+def test_a_bad_value_names_the_variable_that_was_set(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLF_CLI_TEMPERATURE", "hot")
+    assert "environment variable LLF_CLI_TEMPERATURE: key 'temperature'" in config_error(CliLikeSettings)
+    monkeypatch.delenv("LLF_CLI_TEMPERATURE")
+    monkeypatch.setenv("LLF_TEMPERATURE", "hot")
+    assert "environment variable LLF_TEMPERATURE: key 'temperature'" in config_error(CliLikeSettings)
 
 
 def test_an_unknown_key_in_the_own_section_names_section_and_key(clean_env: Path) -> None:

@@ -1,7 +1,7 @@
 """The CLI's settings: the shared base plus the ``cli`` section of the config file.
 
 Loaded only when a command runs (pydantic-settings costs a third of a second to import),
-never for ``llf --help``.
+never for ``llf --help``. Environment variables are ``LLF_CLI_<KEY>`` (``LLF_CLI_TEMPERATURE``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ class CLISettings(LLFSettings):
     """Chat defaults and how long to wait for the services."""
 
     section = "cli"
+    # Read from LLF_<KEY> before LLF_CLI_<KEY> was the rule (accepted for one more release).
+    legacy_env_fields = frozenset(
+        {"history_file", "temperature", "top_p", "max_tokens", "connect_timeout", "request_timeout", "serve_timeout",
+         "stream_timeout", "poll_interval"}
+    )  # fmt: skip
 
     history_file: Path | None = Field(None, description="REPL input history. Default: $LLF_HOME/chat_history.")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature for chat.")

@@ -1,9 +1,19 @@
 """Settings base shared by every llf service.
 
-Precedence, highest first: environment variables (``LLF_*`` plus the ecosystem's own
-``REDIS_URL``, ``HF_ENDPOINT``, ``HF_TOKEN``) > the JSON config file (``LLF_CONFIG``,
+Precedence, highest first: environment variables > the JSON config file (``LLF_CONFIG``,
 default ``$LLF_HOME/config.json`` = ``~/.llf/config.json``) > defaults that work out of the
 box on one machine.
+
+One naming rule for environment variables, in every service:
+
+- a shared key (a field of ``LLFSettings``) is ``LLF_<KEY>``: ``LLF_HOME``, ``LLF_API_KEY``;
+  plus the ecosystem's own ``REDIS_URL``, ``HF_ENDPOINT``, ``HF_TOKEN``;
+- a service's own key is ``LLF_<SERVICE>_<KEY>``: ``LLF_MODELS_PORT``, ``LLF_INFERENCE_DTYPE``,
+  ``LLF_CLI_TEMPERATURE``.
+
+Nothing else is read: no bare ``HOST`` or ``PORT`` from the shell. Spellings of an earlier
+release (``LLF_DTYPE`` for ``LLF_INFERENCE_DTYPE``) still work for one release, with a warning
+logged once per process; the new name wins when both are set.
 
 The config file is one JSON object shared by all services: top-level keys are the common
 settings of this base class; each service's own keys live in a section named after the
@@ -14,6 +24,7 @@ service does not know is still an error for the service that owns the section.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from functools import cached_property
@@ -24,6 +35,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -32,6 +44,15 @@ from llf_common.errors import ConfigError
 
 SECTIONS: frozenset[str] = frozenset({"models", "inference", "cli"})
 DEFAULT_HOME = Path("~/.llf")
+# Shared keys read from the ecosystem's names instead of (or besides) LLF_<KEY>.
+ECOSYSTEM_ENV: dict[str, tuple[str, ...]] = {
+    "redis_url": ("REDIS_URL", "LLF_REDIS_URL"),
+    "hf_endpoint": ("HF_ENDPOINT",),
+    "hf_token": ("HF_TOKEN",),
+}
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
 
 
 def default_home() -> Path:
@@ -119,24 +140,58 @@ def by_field_name(cls: type[BaseSettings], data: dict[str, Any], *, case_insensi
     return {names.get(key.lower() if case_insensitive else key, key): value for key, value in data.items()}
 
 
-class _ByFieldName(PydanticBaseSettingsSource):
-    """Wraps the environment source (case-insensitive, like it) to key its values by field name."""
+def env_names(cls: type[LLFSettings], field_name: str) -> tuple[str, ...]:
+    """The variables a field is read from, in order: the current name(s), then old spellings."""
+    if field_name in LLFSettings.model_fields:
+        return ECOSYSTEM_ENV.get(field_name, (f"LLF_{field_name.upper()}",))
+    current = f"LLF_{(cls.section or '').upper()}_{field_name.upper()}"
+    return (current, *legacy_env_names(cls, field_name))
 
-    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
-        super().__init__(settings_cls)
-        self.inner = inner
+
+def legacy_env_names(cls: type[LLFSettings], field_name: str) -> tuple[str, ...]:
+    """Spellings of a service key from an earlier release (accepted with a warning)."""
+    return (f"LLF_{field_name.upper()}",) if field_name in cls.legacy_env_fields else ()
+
+
+class _Environment(EnvSettingsSource):
+    """Reads each field from exactly the variables ``env_names`` gives, keyed by field name.
+
+    pydantic-settings would also read every validation alias as a variable name (``host`` ->
+    ``HOST``, which shells set to the machine's name); here only ``LLF_*`` and the three
+    ecosystem names count. Values are decoded by pydantic-settings as usual (JSON for lists).
+    """
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        settings_cls: type[LLFSettings] = self.settings_cls  # type: ignore[assignment]
+        names = env_names(settings_cls, field_name)
+        for name in names:
+            value = self.env_vars.get(name if self.case_sensitive else name.lower())
+            if value is not None:
+                if name in legacy_env_names(settings_cls, field_name):
+                    warn_old_name(name, names[0])
+                return value, field_name, False
         return None, field_name, False
 
-    def __call__(self) -> dict[str, Any]:
-        return by_field_name(self.settings_cls, self.inner(), case_insensitive=True)
+
+def warn_old_name(old: str, new: str) -> None:
+    """Log once per process that ``old`` was read where ``new`` is the current name."""
+    if old in _warned:
+        return
+    _warned.add(old)
+    log.warning(
+        "environment variable %s is an old name: set %s instead (%s stops working in the next release)",
+        old,
+        new,
+        old,
+    )
 
 
 class LLFSettings(BaseSettings):
     """Settings every service shares; services subclass it and set ``section``."""
 
     section: ClassVar[str | None] = None
+    legacy_env_fields: ClassVar[frozenset[str]] = frozenset()
+    """This service's keys that an earlier release read from ``LLF_<KEY>`` (see ``env_names``)."""
 
     model_config = SettingsConfigDict(
         env_prefix="LLF_",
@@ -209,7 +264,7 @@ class LLFSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _ByFieldName(settings_cls, env_settings), JsonConfigSource(settings_cls, config_path()))
+        return (init_settings, _Environment(settings_cls), JsonConfigSource(settings_cls, config_path()))
 
     def __repr_args__(self) -> Any:
         """Like pydantic's, but a password inside a URL (``redis://:pw@host``) is masked too."""
@@ -257,24 +312,14 @@ def describe_validation_error(cls: type[LLFSettings], exc: ValidationError) -> s
 def env_var_in_use(cls: type[LLFSettings], field_name: str) -> str | None:
     """The environment variable that is actually set for a field, if any (names are case-insensitive)."""
     present = {name.upper(): name for name in os.environ}
-    field = cls.model_fields[field_name]
-    alias = field.validation_alias
-    if isinstance(alias, AliasChoices):
-        candidates = [choice for choice in alias.choices if isinstance(choice, str)]
-    else:
-        candidates = [f"LLF_{field_name.upper()}"]
-    for candidate in candidates:
+    for candidate in env_names(cls, field_name):
         if candidate.upper() in present:
             return present[candidate.upper()]
     return None
 
 
 def env_name(cls: type[LLFSettings], field_name: str) -> str:
-    """The environment variable a field is read from (first alias, or LLF_ + name)."""
-    field = cls.model_fields.get(field_name)
-    alias = field.validation_alias if field else None
-    if isinstance(alias, AliasChoices):
-        first = alias.choices[0]
-        if isinstance(first, str):
-            return first
-    return f"LLF_{field_name.upper()}"
+    """The current environment variable of a field (what the docs and error messages name)."""
+    if field_name not in cls.model_fields:
+        return f"LLF_{field_name.upper()}"
+    return env_names(cls, field_name)[0]

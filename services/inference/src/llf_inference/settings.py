@@ -2,9 +2,8 @@
 
 Everything that shapes an engine's command line lives here, with per-model overrides, so
 ``llf serve MODEL`` needs no flags: the defaults start a vLLM CPU engine that fits a laptop,
-and a GPU box changes one or two keys. Environment variables are ``LLF_*`` as usual; the
-gateway's own address is ``LLF_INFERENCE_HOST``/``LLF_INFERENCE_PORT`` because the bare
-``LLF_HOST``/``LLF_PORT`` would be ambiguous between the services.
+and a GPU box changes one or two keys. Every key here is ``LLF_INFERENCE_<KEY>`` in the
+environment (``LLF_INFERENCE_PORT``, ``LLF_INFERENCE_DTYPE``: the rule of ``llf_common.settings``).
 """
 
 from __future__ import annotations
@@ -53,18 +52,28 @@ class InferenceSettings(LLFSettings):
     """The gateway's settings; ``get_settings()`` builds them once per process."""
 
     section: ClassVar[str | None] = "inference"
+    # Read from LLF_<KEY> before LLF_INFERENCE_<KEY> was the rule (accepted for one more release).
+    legacy_env_fields: ClassVar[frozenset[str]] = frozenset(
+        {
+            "engine_python", "engine_command", "device", "dtype", "max_model_len", "gpu_memory_utilization",
+            "tensor_parallel_size", "cuda_visible_devices", "cpu_kvcache_space", "enforce_eager", "extra_args",
+            "model_overrides", "model_paths", "engine_env", "engine_offline", "readiness_timeout_s",
+            "health_interval_s", "liveness_interval_s", "liveness_failures", "restart_max", "restart_backoff_s",
+            "restart_backoff_max_s", "stable_after_s", "drain_timeout_s", "stop_timeout_s", "swap_strategy",
+            "serve_on_start", "retry_after_s", "log_tail_lines", "upstream_connect_timeout_s",
+            "upstream_read_timeout_s", "registry_timeout_s", "max_body_bytes",
+        }
+    )  # fmt: skip
 
-    host: str = Field("127.0.0.1", validation_alias=_alias("LLF_INFERENCE_HOST", "host"))
-    port: int = Field(8000, ge=0, le=65535, validation_alias=_alias("LLF_INFERENCE_PORT", "port"))
+    host: str = Field("127.0.0.1", description="Address the gateway listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port of the gateway.")
 
     engine_python: str | None = Field(
         None,
-        validation_alias=_alias("LLF_ENGINE_PYTHON", "engine_python"),
         description="Interpreter with vllm installed; default .venv-engine/bin/python if found, else python3.",
     )
     engine_command: list[str] | None = Field(
         None,
-        validation_alias=_alias("LLF_ENGINE_COMMAND", "engine_command"),
         description="Replaces '<engine_python> -m vllm.entrypoints.openai.api_server' (wrappers, tests).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when an NVIDIA device exists.")
