@@ -142,6 +142,49 @@ def test_force_deletes_when_the_gateway_cannot_say_but_never_what_it_serves(clie
     assert client.delete("/v1/models/o/n?force=true").status_code == 409
 
 
+@pytest.mark.parametrize("state", ["queued", "started", "scheduled", "deferred"])
+def test_delete_is_refused_naming_the_job_while_one_for_the_repo_is_waiting_or_running(
+    client: TestClient, world: World, state: str
+) -> None:
+    world.add_model()
+    world.jobs.jobs["pull-o--n-1"] = job("pull-o--n-1", state)
+    world.jobs.jobs["pull-x--y-1"] = job("pull-x--y-1", "started").model_copy(update={"repo": "x/y"})
+    refused = client.delete("/v1/models/o/n")
+    assert refused.status_code == 409
+    assert "pull-o--n-1" in refused.json()["detail"] and "--force" in refused.json()["detail"]
+    assert world.store.read_manifest("o/n") is not None
+    assert world.jobs.jobs["pull-x--y-1"].state == "started"
+
+
+def test_delete_with_force_cancels_the_repos_jobs_first(client: TestClient, world: World) -> None:
+    world.add_model()
+    world.jobs.jobs["pull-o--n-1"] = job("pull-o--n-1", "started")
+    world.jobs.jobs["verify-o--n-1"] = job("verify-o--n-1", "queued").model_copy(update={"kind": "verify"})
+    world.jobs.jobs["pull-x--y-1"] = job("pull-x--y-1", "queued").model_copy(update={"repo": "x/y"})
+    assert client.delete("/v1/models/o/n?force=true").status_code == 204
+    assert world.jobs.jobs["pull-o--n-1"].state == "stopped"
+    assert world.jobs.jobs["verify-o--n-1"].state == "canceled"
+    assert world.jobs.jobs["pull-x--y-1"].state == "queued"
+    assert world.store.read_manifest("o/n") is None
+
+
+def test_delete_with_force_is_still_refused_when_a_job_would_not_stop(client: TestClient, world: World) -> None:
+    world.add_model()
+    world.jobs.jobs["pull-o--n-1"] = job("pull-o--n-1", "started")
+    world.jobs.cancel = lambda job_id: world.jobs.jobs[job_id]  # type: ignore[method-assign]
+    world.settings.cancel_wait_s = 0.3
+    refused = client.delete("/v1/models/o/n?force=true")
+    assert refused.status_code == 409 and "pull-o--n-1" in refused.json()["detail"]
+    assert world.store.read_manifest("o/n") is not None
+
+
+def test_finished_and_failed_jobs_do_not_block_a_delete(client: TestClient, world: World) -> None:
+    world.add_model()
+    for state in ("finished", "failed", "stopped", "canceled"):
+        world.jobs.jobs[f"pull-{state}"] = job(f"pull-{state}", state)
+    assert client.delete("/v1/models/o/n").status_code == 204
+
+
 def test_delete_is_refused_while_served_or_written_and_404_when_unknown(client: TestClient, world: World) -> None:
     world.add_model()
     world.gateway.models = {"o/n"}
@@ -204,6 +247,7 @@ def test_cancel_with_purge_removes_partials_only_once_the_job_stopped(client: Te
     partial.write_bytes(b"half")
     world.jobs.jobs[job_id] = job(job_id, "started")
     world.jobs.cancel = lambda job_id: world.jobs.jobs[job_id]  # type: ignore[method-assign]
+    world.settings.cancel_wait_s = 0.3
     still = client.delete(f"/v1/jobs/{job_id}?purge=true").json()
     assert "not stopped yet" in still["warnings"][0] and partial.exists()
 

@@ -8,13 +8,22 @@ validate, call one method here, and shape the reply.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
 from llf_common.errors import Conflict, NotFound, Unavailable
-from llf_common.wire import ImportRequest, JobInfo, ModelInfo, PullRequest, PullResponse, check_repo_id
+from llf_common.wire import (
+    TERMINAL_JOB_STATES,
+    ImportRequest,
+    JobInfo,
+    ModelInfo,
+    PullRequest,
+    PullResponse,
+    check_repo_id,
+)
 
 from llf_models.errors import InvalidInput, LockTimeout
 from llf_models.hub import RemoteRepo
@@ -142,13 +151,46 @@ class Registry:
         if repo in in_use:
             raise Conflict(f"{repo} is served by the inference gateway (loaded, loading or asleep); serve another model"
                            " or unload it first")  # fmt: skip
+        if force:
+            self._cancel_jobs_of(repo)
+        self._refuse_while_jobs(repo)
         try:
             with self.lock_for(repo):
+                self._refuse_while_jobs(repo)  # a dead worker's job may have been requeued meanwhile
                 self.store.delete(repo)
                 self.index.remove(repo)
         except LockTimeout as exc:
             raise Conflict(f"{repo} is being written by a running job; cancel it or wait") from exc
         log.info("model deleted", extra={"repo": repo})
+
+    def jobs_of(self, repo: str) -> list[JobInfo]:
+        """The repo's jobs that will still write to it: queued, running, or waiting for a retry."""
+        return [j for j in self.jobs.list() if j.repo == repo and j.state not in TERMINAL_JOB_STATES]
+
+    def _cancel_jobs_of(self, repo: str) -> None:
+        """Cancel the repo's jobs and wait (bounded) until none is left.
+
+        A running job that is stopped can be requeued by RQ once before it sees its cancel flag,
+        so queued ones are canceled again as long as the wait lasts.
+        """
+        deadline = time.monotonic() + 2 * self.settings.cancel_wait_s
+        canceled: set[str] = set()
+        while pending := self.jobs_of(repo):
+            for job in pending:
+                if job.id not in canceled or job.state != "started":
+                    self.jobs.cancel(job.id)
+                    canceled.add(job.id)
+                    log.warning("job canceled by a forced rm", extra={"repo": repo, "job": job.id})
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.2)
+
+    def _refuse_while_jobs(self, repo: str) -> None:
+        """A job that runs after the delete would bring the model (or half of it) back."""
+        pending = self.jobs_of(repo)
+        if pending:
+            named = ", ".join(f"{j.kind} job {j.id} ({j.state})" for j in pending)
+            raise Conflict(f"{repo} has {named}; wait for it, cancel it (llf jobs cancel ID) or use --force")
 
     def verify(self, repo: str) -> JobInfo:
         manifest = self._manifest(repo)

@@ -1,0 +1,100 @@
+"""Races between jobs and ``rm`` that must never leave a wrong or resurrected model in the store.
+
+Real worker processes on the session's Redis and hub stand-in; a slow file keeps one job
+running (and holding the repo lock) while another job or an ``rm`` arrives.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.hub import HubStandIn
+from tests.support.net import wait_for
+from tests.support.registry import RegistryStack, wait_job
+
+MIB = 1 << 20
+
+
+def unique(prefix: str) -> str:
+    return f"llf-hardening/{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def pull(stack: RegistryStack, repo: str) -> dict[str, Any]:
+    answer = httpx.post(f"{stack.url}/v1/pulls", json={"repo": repo}, timeout=30)
+    assert answer.status_code in (200, 202), answer.text
+    return dict(answer.json())
+
+
+def job(stack: RegistryStack, job_id: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).json())
+
+
+def downloading(stack: RegistryStack, job_id: str) -> bool:
+    info = job(stack, job_id)
+    return info["state"] == "started" and info["progress"]["bytes_done"] > 0
+
+
+def test_a_verify_queued_behind_a_pull_of_a_newer_commit_does_not_write_the_old_manifest_back(
+    tmp_path: Path, redis_url: str, fresh_hub: HubStandIn
+) -> None:
+    repo = unique("verify-race")
+    fresh_hub.add_tiny_model(repo, seed=31)
+    with RegistryStack(tmp_path / "r", redis_url=redis_url, hf_endpoint=str(fresh_hub.url)) as stack:
+        stack.start_api()
+        stack.start_worker()
+        stack.start_worker()
+        first = pull(stack, repo)
+        assert wait_job(stack.url, first["job_id"], timeout=60)["state"] == "finished"
+        newer = fresh_hub.add_large_file(repo, "weights.bin", 3 * MIB)
+        fresh_hub.slow(repo, "weights.bin", 1 * MIB)  # ~3 s holding the repo lock
+        second = pull(stack, repo)
+        wait_for(lambda: downloading(stack, second["job_id"]), 30, "the newer pull to download")
+        verify = httpx.post(f"{stack.url}/v1/models/{repo}/verify", timeout=30).json()
+        wait_for(lambda: job(stack, verify["id"])["state"] == "started", 30, "the verify to wait for the lock")
+
+        assert wait_job(stack.url, second["job_id"], timeout=90)["state"] == "finished"
+        ended = wait_job(stack.url, verify["id"], timeout=90)
+        assert ended["state"] == "failed" and "changed while this verify waited" in ended["error"], ended
+        model = httpx.get(f"{stack.url}/v1/models/{repo}", timeout=10).json()
+        assert model["sha"] == newer and model["verified"] is True
+        manifest = stack.models_dir / "manifests" / f"{repo.replace('/', '--')}.json"
+        assert newer in manifest.read_text()
+        ref = stack.models_dir / f"models--{repo.replace('/', '--')}" / "refs" / "main"
+        assert ref.read_text() == newer
+
+
+def test_rm_refuses_while_a_dead_workers_pull_waits_to_be_requeued_and_force_cancels_it(
+    tmp_path: Path, redis_url: str, fresh_hub: HubStandIn
+) -> None:
+    repo = unique("rm-race")
+    fresh_hub.add_tiny_model(repo, seed=32)
+    with RegistryStack(tmp_path / "r", redis_url=redis_url, hf_endpoint=str(fresh_hub.url)) as stack:
+        stack.start_api()
+        worker = stack.start_worker()
+        assert wait_job(stack.url, pull(stack, repo)["job_id"], timeout=60)["state"] == "finished"
+        fresh_hub.add_large_file(repo, "weights.bin", 4 * MIB)
+        fresh_hub.slow(repo, "weights.bin", 1 * MIB)
+        running = pull(stack, repo)["job_id"]
+        wait_for(lambda: downloading(stack, running), 30, "the pull to download")
+        worker.kill()  # its job stays "started" until a live worker's sweep requeues it
+
+        refused = httpx.delete(f"{stack.url}/v1/models/{repo}", timeout=30)
+        assert refused.status_code == 409, refused.text
+        assert running in refused.json()["detail"]
+
+        stack.start_worker()  # sweeps: the pull is requeued and resumes
+        wait_for(lambda: downloading(stack, running), 30, "the requeued pull to download again")
+        forced = httpx.delete(f"{stack.url}/v1/models/{repo}", params={"force": "true"}, timeout=30)
+        assert forced.status_code == 204, forced.text
+        assert job(stack, running)["state"] in ("stopped", "canceled", "failed")
+
+        repo_dir = stack.models_dir / f"models--{repo.replace('/', '--')}"
+        fresh_hub.slow(repo, "weights.bin", None)
+        for _ in range(3):  # a resurrected pull would finish within these seconds at full speed
+            wait_for(lambda: True, 1, "time to pass")
+            assert httpx.get(f"{stack.url}/v1/models/{repo}", timeout=10).status_code == 404
+            assert not (repo_dir / "snapshots").exists(), "the deleted model came back"
