@@ -12,7 +12,7 @@ It answers what a gateway may ask an engine: ``POST /v1/chat/completions`` and
 Run: ``python -m bench.upstream --port 9000 [--served-model-name bench/upstream] [--batch 1]``.
 It takes vLLM's own command-line shape (``--model PATH --served-model-name NAME --host --port``,
 anything else ignored), so the gateway can launch it as its "engine" through
-``LLF_ENGINE_COMMAND`` — the gateway then relays exactly as it relays vLLM. The batch size can
+``LLF_INFERENCE_ENGINE_COMMAND`` — the gateway then relays exactly as it relays vLLM. The batch size can
 also come from ``LLF_BENCH_UPSTREAM_BATCH`` (the gateway passes its environment on).
 """
 

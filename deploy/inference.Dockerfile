@@ -73,7 +73,7 @@ ENV PATH=/opt/llf/bin:$PATH \
     LLF_HOME=/data \
     LLF_MODELS_DIR=/data/models \
     LLF_LOG_FORMAT=json \
-    LLF_ENGINE_PYTHON=/opt/engine/bin/python \
+    LLF_INFERENCE_ENGINE_PYTHON=/opt/engine/bin/python \
     LLF_INFERENCE_HOST=0.0.0.0 \
     LLF_INFERENCE_PORT=8000
 RUN groupadd --system --gid 10001 llf \
@@ -99,7 +99,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
-    LLF_DEVICE=cuda
+    LLF_INFERENCE_DEVICE=cuda
 COPY --from=engine-gpu-build /opt/engine /opt/engine
 COPY --from=gateway-build /opt/llf /opt/llf
 USER llf
@@ -111,8 +111,8 @@ USER root
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libnuma1 \
     && rm -rf /var/lib/apt/lists/*
-# The gateway starts engines with VLLM_CPU_KVCACHE_SPACE from LLF_CPU_KVCACHE_SPACE (GiB, default 1).
-ENV LLF_DEVICE=cpu
+# The gateway starts engines with VLLM_CPU_KVCACHE_SPACE from LLF_INFERENCE_CPU_KVCACHE_SPACE (GiB, default 1).
+ENV LLF_INFERENCE_DEVICE=cpu
 COPY --from=engine-cpu-build /opt/engine /opt/engine
 COPY --from=gateway-build /opt/llf /opt/llf
 USER llf

@@ -1,7 +1,7 @@
 """#2 SSE relay capacity: the gateway in front of a synthetic upstream vs the upstream hit directly.
 
 The gateway (``llf-inference``) launches ``bench.upstream`` as its "engine" through
-``LLF_ENGINE_COMMAND`` and serves it from a pinned ``model_paths`` entry, so it relays exactly
+``LLF_INFERENCE_ENGINE_COMMAND`` and serves it from a pinned ``model_paths`` entry, so it relays exactly
 as it relays vLLM. The gateway is pinned to CPU 0; the upstream and this client share CPU 1.
 Alternating, streams go through the gateway and straight to the upstream's port. Figures:
 chunks/s through the gateway (target ≥ 30k on its one core), the same upstream direct, their
@@ -37,8 +37,8 @@ def start_gateway(ctx: Context) -> tuple[Proc, str, int, int]:
         "LLF_HOME": str(ctx.path("relay", "home")),
         "LLF_INFERENCE_HOST": "127.0.0.1",
         "LLF_INFERENCE_PORT": str(port),
-        "LLF_ENGINE_COMMAND": json.dumps([sys.executable, "-m", "bench.upstream"]),
-        "LLF_MODEL_PATHS": json.dumps({MODEL: str(model_dir)}),
+        "LLF_INFERENCE_ENGINE_COMMAND": json.dumps([sys.executable, "-m", "bench.upstream"]),
+        "LLF_INFERENCE_MODEL_PATHS": json.dumps({MODEL: str(model_dir)}),
         "LLF_BENCH_UPSTREAM_BATCH": str(UPSTREAM_BATCH),
         "LLF_LOG_LEVEL": "WARNING",
         "LLF_CONFIG": str(ctx.path("relay") / "no-config.json"),
@@ -98,7 +98,7 @@ def run(ctx: Context, result: Result) -> None:
             "chunks_per_run": CHUNKS_PER_RUN, "concurrency": list(CONCURRENCY), "upstream_batch": UPSTREAM_BATCH,
             "chunk_bytes": 181, "pinning": "gateway CPU 0; upstream + client CPU 1",
         })
-        result.commands["gateway"] = (f"LLF_ENGINE_COMMAND='[\"python\",\"-m\",\"bench.upstream\"]' "
+        result.commands["gateway"] = (f"LLF_INFERENCE_ENGINE_COMMAND='[\"python\",\"-m\",\"bench.upstream\"]' "
                                       f"LLF_BENCH_UPSTREAM_BATCH={UPSTREAM_BATCH} llf-inference; POST /v1/serve; "
                                       f"stream POST /v1/chat/completions")
         result.commands["direct"] = "the same stream from the upstream's own port (GET /v1/status replicas[0].port)"

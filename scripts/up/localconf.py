@@ -139,7 +139,7 @@ def programs(plan: LocalPlan) -> list[Program]:
             [str(bin_dir / "llf-inference")],
             priority=30,
             stopwaitsecs=40,
-            env={"LLF_SERVE_ON_START": plan.serve_on_start} if plan.serve_on_start else {},
+            env={"LLF_INFERENCE_SERVE_ON_START": plan.serve_on_start} if plan.serve_on_start else {},
         ),
     ]
     return listed

@@ -66,9 +66,10 @@ class ComposeRunner:
         env = {**self.machine, **self.environ}
         env["LLF_MODELS_PORT"] = str(host_port(self.settings.models_url, 8001)[1])
         env["LLF_INFERENCE_PORT"] = str(host_port(self.settings.inference_url, 8000)[1])
-        env.pop("LLF_SERVE_ON_START", None)
+        env.pop("LLF_SERVE_ON_START", None)  # the old name: the one below replaces it
+        env.pop("LLF_INFERENCE_SERVE_ON_START", None)
         if serve_on_start:
-            env["LLF_SERVE_ON_START"] = serve_on_start
+            env["LLF_INFERENCE_SERVE_ON_START"] = serve_on_start
         return env
 
     def start(self, serve_on_start: str | None) -> None:

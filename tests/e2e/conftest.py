@@ -138,7 +138,7 @@ def stack_env() -> dict[str, str]:
         LLF_MODELS_PORT="",  # empty = Docker picks a free host port (on 127.0.0.1)
         LLF_INFERENCE_PORT="",
         LLF_WORKERS=str(WORKERS),
-        LLF_SERVE_ON_START=TINY,  # a restarted gateway serves the session's model again
+        LLF_INFERENCE_SERVE_ON_START=TINY,  # a restarted gateway serves the session's model again
         TESTCONTAINERS_RYUK_DISABLED="true",
         TESTCONTAINERS_CONNECTION_MODE="docker_host",
         TC_HOST="127.0.0.1",

@@ -107,7 +107,7 @@ def test_a_killed_inference_container_comes_back_and_serves(stack: Stack, served
     stack.wait_healthy("inference", timeout=300)
     # A restarted container may get another ephemeral host port: ask Compose again.
     with httpx.Client(base_url=stack.url("inference", 8000), timeout=60) as gateway:
-        wait_serving(gateway, served, timeout=600)  # LLF_SERVE_ON_START: the gateway serves its model again
+        wait_serving(gateway, served, timeout=600)  # LLF_INFERENCE_SERVE_ON_START: the gateway serves its model again
         reply = gateway.post(
             "/v1/chat/completions",
             json={"model": TINY, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8},

@@ -38,7 +38,7 @@ def llf(
     hub.add_tiny_model(TINY_B, seed=1)
     workdir = tmp_path_factory.mktemp("cli-stack")
     gateway = GatewayProcess(workdir / "gateway", engine_python=engine_python, api_key=API_KEY,
-                             env={"LLF_RETRY_AFTER_S": "1"})  # fmt: skip
+                             env={"LLF_INFERENCE_RETRY_AFTER_S": "1"})  # fmt: skip
     registry = RegistryStack(workdir / "registry", redis_url=fresh_redis(redis_server), hf_endpoint=hub.url,
                              api_key=API_KEY, inference_url=gateway.url)  # fmt: skip
     try:

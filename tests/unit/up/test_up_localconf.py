@@ -108,5 +108,5 @@ def test_only_the_gateway_gets_the_model_to_serve_on_start(tmp_path):
     plan = plan_in(tmp_path)
     plan = LocalPlan(**{**plan.__dict__, "serve_on_start": "llf/demo-tiny"})
     _, programs = parsed(plan)
-    assert programs["inference"].environment["LLF_SERVE_ON_START"] == "llf/demo-tiny"
-    assert "LLF_SERVE_ON_START" not in programs["models"].environment
+    assert programs["inference"].environment["LLF_INFERENCE_SERVE_ON_START"] == "llf/demo-tiny"
+    assert "LLF_INFERENCE_SERVE_ON_START" not in programs["models"].environment
