@@ -131,7 +131,9 @@ def run(ctx: Context, result: Result) -> None:
         result.params.update({"model": "generated tiny Llama (llf_models.tinymodel, seed 0)", "tokens": TOKENS,
                               "single_requests_per_rep": SINGLE_REQUESTS, "concurrent": CONCURRENT,
                               "engine": "vLLM CPU (.venv-engine), --enforce-eager"})  # fmt: skip
-        result.commands["gateway"] = f"llf-inference (LLF_INFERENCE_MODEL_PATHS={MODEL}); POST {url}/v1/chat/completions"
+        result.commands["gateway"] = (
+            f"llf-inference (LLF_INFERENCE_MODEL_PATHS={MODEL}); POST {url}/v1/chat/completions"
+        )
         result.commands["direct"] = f"POST {direct}/v1/chat/completions (the gateway's own engine)"
         result.targets += [
             Target("throughput gateway ÷ direct, 1 stream", "throughput_ratio_c1", ">=", 0.98),
