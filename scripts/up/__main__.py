@@ -74,6 +74,12 @@ def up(settings: LLFSettings, model_arg: str | None, environ: Mapping[str, str])
     choice = detect(environ)
     ui.step(f"mode: {choice.mode}{f' ({choice.target})' if choice.target else ''} — {choice.reason}")
     settings.ensure_dirs()
+    if choice.mode == "compose":
+        ui.step("images: pulled, or built here when no registry answers (scripts/docker-images.sh)")
+        log_dir = settings.run_path / "docker-images"
+        choice = compose.with_images(
+            choice, environ, lambda target: compose.build_images(REPO, target, environ, log_dir)
+        )
     run_state = state.load(settings.run_path)
     runner = runner_for(choice, settings, environ)
     runner.start(run_state.get("served"))
