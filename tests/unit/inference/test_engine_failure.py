@@ -31,7 +31,7 @@ def test_sigill_is_an_unsupported_cpu_with_the_setting_that_fixes_it(lines: list
     assert failure.kind == "unsupported_cpu"
     assert failure.permanent is True
     assert str(failure).startswith("the engine's CPU kernels are not supported on this processor: ")
-    assert "LLF_DTYPE=float32" in str(failure)
+    assert "LLF_INFERENCE_DTYPE=float32" in str(failure)
 
 
 def test_the_worker_line_is_quoted_without_its_process_prefix() -> None:

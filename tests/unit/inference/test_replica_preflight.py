@@ -91,7 +91,7 @@ async def test_a_worker_killed_by_sigill_fails_the_replica_as_an_unsupported_cpu
 
     failure = await preflight(make_settings, handler, process, exited)
     assert failure is not None and failure.kind == "unsupported_cpu" and failure.permanent
-    assert "not supported on this processor" in failure.message and "LLF_DTYPE=float32" in failure.message
+    assert "not supported on this processor" in failure.message and "LLF_INFERENCE_DTYPE=float32" in failure.message
 
 
 async def test_a_dead_worker_under_a_running_api_server_is_read_from_the_log(make_settings: MakeSettings) -> None:
@@ -114,7 +114,7 @@ async def test_an_engine_error_fails_the_replica_with_the_answer_and_the_setting
     failure = await preflight(make_settings, handler, StandInProcess(), asyncio.Event())
     assert failure is not None and failure.kind == "preflight_failed" and failure.permanent
     assert "first generation" in failure.message and "HTTP 500: Internal Server Error" in failure.message
-    assert "LLF_DTYPE=float32" in failure.message
+    assert "LLF_INFERENCE_DTYPE=float32" in failure.message
 
 
 async def test_an_answer_without_choices_is_not_a_generation(make_settings: MakeSettings) -> None:
@@ -126,4 +126,4 @@ async def test_a_gpu_engine_is_not_told_to_change_its_cpu_dtype(make_settings: M
     failure = await preflight(
         make_settings, lambda _: httpx.Response(503), StandInProcess(), asyncio.Event(), device="cuda"
     )
-    assert failure is not None and "LLF_DTYPE" not in failure.message
+    assert failure is not None and "DTYPE" not in failure.message

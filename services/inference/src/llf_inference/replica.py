@@ -171,7 +171,14 @@ class Replica:
         except OSError as exc:  # pragma: no cover - the launcher is our own interpreter
             return Failure("engine_missing", f"cannot start the engine: {exc.strerror}", True)
         log.info(
-            "engine started", extra={"replica": self.id, "model": self.model, "pid": self.process.pid, "port": port}
+            "engine started",
+            extra={
+                "replica": self.id,
+                "model": self.model,
+                "pid": self.process.pid,
+                "port": port,
+                "dtype": self.spec.options.dtype,
+            },
         )
         self.client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}",
@@ -239,7 +246,7 @@ class Replica:
         if known.permanent:  # e.g. a worker that died of SIGILL under a still-running API server
             return known
         hint = (
-            "; if this CPU cannot run the engine's kernels, set LLF_DTYPE=float32 (engine option `dtype`)"
+            "; if this CPU cannot run the engine's kernels, set LLF_INFERENCE_DTYPE=float32 (engine option `dtype`)"
             if self.spec.device == "cpu"
             else "; the engine log says more"
         )

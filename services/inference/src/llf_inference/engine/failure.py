@@ -29,7 +29,7 @@ class Failure:
 # dtype selects other kernels.
 UNSUPPORTED_CPU = (
     "the engine's CPU kernels are not supported on this processor: a process of the engine died of SIGILL "
-    "(illegal instruction); set LLF_DTYPE=float32 (or the model's dtype override) and serve it again"
+    "(illegal instruction); set LLF_INFERENCE_DTYPE=float32 (or the model's dtype override) and serve it again"
 )
 
 _RULES: Sequence[tuple[str, re.Pattern[str], str, bool]] = (
