@@ -91,6 +91,9 @@ class FakeEngines:
     def in_flight(self, model: str) -> int:
         return self.busy.get(model, 0)
 
+    def has(self, model: str) -> bool:
+        return model in self.running
+
     def can_sleep(self, model: str) -> bool:
         return self.sleepy
 

@@ -27,7 +27,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 REPO_ID_PATTERN = re.compile(
     r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?/[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$"
@@ -167,13 +167,52 @@ class ImportRequest(Request):
 
 # ---------------------------------------------------------------- gateway
 ReplicaState = Literal["starting", "ready", "draining", "restarting", "failed", "stopped"]
-GatewayState = Literal["idle", "starting", "ready", "switching", "degraded", "failed"]
+GatewayState = Literal["idle", "starting", "loading", "ready", "switching", "degraded", "failed"]
+ModelState = Literal["loading", "loaded", "asleep", "unloading", "failed", "available"]
 
 
 class ServeRequest(Request):
     model: RepoId
-    replicas: int = Field(1, ge=1, le=16)
+    replicas: int | Literal["auto"] = Field(
+        1, description="Replicas to start (1-16), or auto: as many as fit on free devices."
+    )
     wait: bool = Field(False, description="Answer only when the model is ready (or failed).")
+    replace: RepoId | None = Field(
+        None, description="Hot-swap this loaded model for the new one; otherwise the new one is added."
+    )
+    gpus: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, max_length=64, description="Place replicas only on these GPUs (NVML indices); default all."
+    )
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas_in_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 16:
+            raise ValueError("replicas must be 1-16 or 'auto'")
+        return value
+
+
+class ReplicaPlacement(Reply):
+    """Where a replica runs: its GPUs and memory share, or its CPU cores."""
+
+    device: str
+    gpus: list[int] = Field(default_factory=list)
+    gpu_memory_utilization: float | None = None
+    cores: list[int] = Field(default_factory=list)
+    ram_bytes: int | None = None
+
+
+class ModelStatus(Reply):
+    """One model in the gateway's pool (``llf status``, like ``ollama ps``)."""
+
+    model: str
+    state: ModelState
+    replicas: int = 0
+    in_flight: int = 0
+    waiting: int = Field(0, description="Requests waiting for the model to load.")
+    keep_alive_s: float | None = Field(None, description="Idle seconds before unload; null: until room is needed.")
+    until: datetime | None = Field(None, description="When the model unloads if it stays idle (null: not by time).")
+    error: str | None = None
 
 
 class ReplicaStatus(Reply):
@@ -190,6 +229,7 @@ class ReplicaStatus(Reply):
     log_tail: list[str] = Field(default_factory=list)
     memory_bytes: int | None = None
     max_model_len: int | None = None
+    placement: ReplicaPlacement | None = None
 
 
 class GatewayStatus(Reply):
@@ -198,3 +238,4 @@ class GatewayStatus(Reply):
     target: str | None = Field(None, description="Model being loaded or last asked for.")
     replicas: list[ReplicaStatus] = Field(default_factory=list)
     message: str | None = None
+    model_states: list[ModelStatus] = Field(default_factory=list, description="Every model in the pool.")

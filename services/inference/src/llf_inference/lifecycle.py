@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -57,6 +57,9 @@ class Engines(Protocol):
 
     def in_flight(self, model: str) -> int:
         """Requests the replicas of ``model`` are answering now."""
+
+    def has(self, model: str) -> bool:
+        """Whether the pool holds replicas of ``model`` (in any state)."""
 
     def can_sleep(self, model: str) -> bool:
         """Whether ``model``'s engines can sleep (vLLM ``--enable-sleep-mode`` on a GPU)."""
@@ -144,9 +147,11 @@ class Lifecycle:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.engines = engines
         self.policy = policy
+        self._on_change = on_change
         self._clock = clock
         self._wall = wall
         self._entries: dict[str, _Entry] = {}
@@ -169,6 +174,53 @@ class Lifecycle:
     def busy(self, model: str) -> bool:
         entry = self._entries.get(model)
         return entry is not None and self._busy(entry)
+
+    def held(self) -> list[str]:
+        """Models holding room now (loaded or asleep), in load order: what a restart should restore."""
+        return [e.model for e in self._entries.values() if e.holds_room and e.state in ("loaded", "asleep")]
+
+    # ------------------------------------------------------------- models the supervisor changed itself
+    def track(self, model: str) -> None:
+        """Account for a model the pool already holds (loaded outside the lifecycle)."""
+        if model not in self._entries:
+            entry = self._entries[model] = _Entry(model, state="loaded", holds_room=True, last_used=self._clock())
+            self._settle(entry)
+
+    def adopt(self, model: str, work: Awaitable[None]) -> asyncio.Task[None]:
+        """``model`` is being loaded by ``work`` (a hot swap); requests for it wait for that."""
+        entry = self._entry(model)
+        if entry.load is not None and not entry.load.done():
+            entry.load.cancel()
+        entry.state, entry.error = "loading", None
+        self._cancel_timer(entry)
+        entry.load = self._spawn(self._adopt(entry, work), f"swap-{model}")
+        return entry.load
+
+    async def _adopt(self, entry: _Entry, work: Awaitable[None]) -> None:
+        try:
+            async with entry.lock:
+                try:
+                    await work
+                except LLFError as exc:
+                    entry.holds_room = self.engines.has(entry.model)
+                    if entry.holds_room:  # failed replicas stay, with their log, for the status
+                        entry.state, entry.error = "failed", exc.detail
+                    raise
+                entry.holds_room = True
+                entry.state = "loaded"
+                entry.last_used = self._clock()
+        finally:
+            entry.load = None
+            self._settle(entry)
+
+    def dropped(self, model: str) -> None:
+        """The pool no longer holds ``model`` (swapped out, or stopped by the supervisor)."""
+        entry = self._entries.get(model)
+        if entry is None or entry.state == "unloading" or entry.load is not None:
+            return  # the lifecycle's own stop or load is in charge of it
+        entry.holds_room = False
+        entry.state = "unloading"
+        self._forget(entry)
 
     # ------------------------------------------------------------- requests
     async def acquire(self, model: str, keep_alive: KeepAlive | Unset = UNSET) -> Lease:
@@ -432,3 +484,5 @@ class Lifecycle:
         """Something freed room or became idle: loads waiting for room look again."""
         for changed in self._room_waiters:
             changed.set()
+        if self._on_change is not None:
+            self._on_change()

@@ -53,6 +53,33 @@ class RegistryResolver:
         check_readable(model, info.path)
         return info
 
+    async def list_verified(self) -> list[str]:
+        """Every model a request may name: the ``model_paths`` pins, then the registry's verified models.
+
+        A registry that is down or answers nonsense lists nothing (the pins still count).
+        """
+        names = list(self.settings.model_paths)
+        try:
+            response = await self._get(f"{self.settings.models_url}/v1/models")
+            records = response.json() if response.status_code == 200 else []
+            names += [r["name"] for r in records if isinstance(r, dict) and r.get("verified") and "name" in r]
+        except (UpstreamError, ValueError, TypeError):
+            pass
+        return list(dict.fromkeys(names))
+
+    async def _get(self, url: str) -> httpx.Response:
+        settings = self.settings
+        headers = {}
+        if settings.api_key is not None:
+            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        try:
+            async with httpx.AsyncClient(timeout=settings.registry_timeout_s, transport=self.transport) as client:
+                return await client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                f"cannot reach the model registry at {settings.models_url} ({type(exc).__name__}); is it running?"
+            ) from None
+
     async def _fetch(self, model: str) -> ModelInfo:
         settings = self.settings
         headers = {}

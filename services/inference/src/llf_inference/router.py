@@ -13,18 +13,13 @@ from __future__ import annotations
 from llf_common.errors import LLFError, NotFound, Unavailable
 
 from llf_inference.replica import Replica
-from llf_inference.supervisor import Supervisor
+from llf_inference.supervisor import EngineFailed, Supervisor
+
+__all__ = ["EngineFailed", "ModelNotServed", "pick"]
 
 
 class ModelNotServed(NotFound):
     code = "model_not_found"
-
-
-class EngineFailed(LLFError):
-    """The engine for this model gave up; retrying the request cannot help until ``llf serve``."""
-
-    status_code = 503
-    code = "engine_failed"
 
 
 def pick(supervisor: Supervisor, model: str | None) -> Replica:

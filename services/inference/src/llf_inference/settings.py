@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from llf_common.settings import LLFSettings
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from llf_inference.keepalive import parse_keep_alive
 
 Device = Literal["cpu", "cuda"]
 SwapStrategy = Literal["start-then-switch", "stop-then-start"]
@@ -40,6 +42,16 @@ class EngineOptions(BaseModel):
     cpu_kvcache_space: int | None = Field(None, ge=1, description="VLLM_CPU_KVCACHE_SPACE in GiB (CPU only).")
     enforce_eager: bool | None = Field(None, description="--enforce-eager; default true on CPU (faster start).")
     extra_args: list[str] | None = Field(None, description="Appended verbatim to the engine command line.")
+    keep_alive: str | float | None = Field(
+        None, description='Not an engine argument: idle time before unload ("5m", seconds, 0, -1 = never).'
+    )
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _keep_alive_parses(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            parse_keep_alive(value)
+        return value
 
     def merged(self, override: EngineOptions | None) -> EngineOptions:
         """These options with every key that ``override`` sets replaced."""
@@ -108,15 +120,39 @@ class InferenceSettings(LLFSettings):
     swap_strategy: Literal["auto", "start-then-switch", "stop-then-start"] = Field(
         "auto", description="auto: stop-then-start on CPU (memory for one engine), start-then-switch on GPU."
     )
-    serve_on_start: str | None = Field(
-        None, validation_alias=_alias("LLF_SERVE_ON_START", "serve_on_start"), description="Model to serve at start."
+    serve_on_start: str | list[str] | None = Field(
+        None,
+        validation_alias=_alias("LLF_SERVE_ON_START", "serve_on_start"),
+        description="Models to load at start: a list, or names separated by commas.",
     )
+    max_loaded_models: int | None = Field(None, ge=1, description="Models loaded at once; default: as many as fit.")
+    max_waiting_requests: int = Field(256, ge=1, description="Requests waiting for a model to load, at most.")
+    load_timeout_s: float = Field(600.0, gt=0, description="Longest a request waits for its model to load.")
+    keep_alive: str | float | None = Field(
+        None, description='Idle time before a model is unloaded ("5m", seconds, 0, -1); default: when room is needed.'
+    )
+    sleep_mode: bool = Field(False, description="GPU: put idle models to sleep (vLLM sleep mode) instead of unloading.")
+    loading_comment_interval_s: float = Field(5.0, gt=0, description="Seconds between ': loading' SSE comments.")
     retry_after_s: int = Field(2, ge=1, description="Retry-After of 503s while an engine starts or restarts.")
     log_tail_lines: int = Field(200, ge=10, description="Engine log lines kept for status and failure reports.")
     upstream_connect_timeout_s: float = Field(5.0, gt=0)
     upstream_read_timeout_s: float = Field(600.0, gt=0, description="Longest silence of an engine mid-response.")
     registry_timeout_s: float = Field(10.0, gt=0)
     max_body_bytes: int = Field(8 << 20, ge=1024, description="Largest request body (prompts can be long).")
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _keep_alive_parses(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            parse_keep_alive(value)
+        return value
+
+    @property
+    def serve_on_start_models(self) -> list[str]:
+        """``serve_on_start`` as a list (the environment gives ``a/b,c/d`` or one name)."""
+        value = self.serve_on_start
+        names = value.split(",") if isinstance(value, str) else (value or [])
+        return list(dict.fromkeys(name.strip() for name in names if name.strip()))
 
     @cached_property
     def resolved_device(self) -> Device:

@@ -1,15 +1,20 @@
-"""The engine pool and hot swap: converge the list of replicas to what ``serve()`` asked for.
+"""The engine pool: replicas of several models, placed on devices, added, swapped and removed here only.
 
-The pool is a list of ``Replica`` (several models, or several replicas of one, are fine);
-``serve(spec, n)`` makes it "n ready replicas of this model, nothing else":
+The pool is a list of ``Replica``. Models come and go two ways:
 
-* start-then-switch (memory for two engines, the GPU default): start the new replicas while
-  the old ones keep serving, switch traffic when one is ready, then drain and stop the old;
-  if the new model fails, the old one keeps serving.
-* stop-then-start (memory for one, the CPU default): the gateway says ``switching`` (503 +
-  Retry-After), drains and stops the old replicas, then starts the new ones.
+* **Added or removed one at a time** through the ``lifecycle.Engines`` methods (``place``,
+  ``start``, ``wait_ready``, ``stop``, ``sleep``, ``wake``): the lifecycle decides when (load on
+  demand, eviction, idle unload), the supervisor places each replica (``placement.place`` over
+  the device inventory and the ledger of replicas alive) and starts or stops it.
+* **Hot swap** (``serve(spec, n, replace=...)``): the replaced models make way for ``spec``:
 
-A later ``serve`` cancels a swap in progress and converges from wherever that one got to.
+  - start-then-switch (memory for both, the GPU default): start the new replicas while the old
+    ones keep serving, switch when one is ready, then drain and stop the old; if the new model
+    fails, the old one keeps serving.
+  - stop-then-start (memory for one, the CPU default): the gateway says ``switching`` (503 +
+    Retry-After), drains and stops the old replicas, then starts the new ones.
+
+  A later ``serve`` cancels a swap in progress and converges from wherever that one got to.
 """
 
 from __future__ import annotations
@@ -17,28 +22,84 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
+import json
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
-from llf_common.wire import GatewayState, GatewayStatus
+import httpx
+from llf_common.errors import BadRequest, LLFError, UpstreamError
+from llf_common.wire import GatewayState, GatewayStatus, ReplicaPlacement, ReplicaStatus
 
+from llf_inference.devices import GIB, Inventory, discover
 from llf_inference.engine.spec import EngineSpec
+from llf_inference.placement import (
+    DEFAULT_CPU_OVERHEAD_BYTES,
+    DEFAULT_GPU_OVERHEAD_BYTES,
+    Allocation,
+    DoesNotFit,
+    KvShape,
+    Placement,
+    PlacementRequest,
+    estimate_memory,
+    place,
+)
 from llf_inference.replica import Replica
 from llf_inference.settings import InferenceSettings
 
 log = logging.getLogger(__name__)
 
+ALL: Literal["all"] = "all"
+"""``serve(..., replace=ALL)``: the swap makes way for nothing but the new model (the old default)."""
+
+
+class EngineFailed(LLFError):
+    """The engine for this model gave up; retrying the request cannot help until ``llf serve``."""
+
+    status_code = 503
+    code = "engine_failed"
+
+
+@dataclass(frozen=True)
+class Want:
+    """How a model is to be served when it is loaded: its spec, replica count, GPUs and size."""
+
+    spec: EngineSpec
+    replicas: int | Literal["auto"] = 1
+    gpus: tuple[int, ...] | None = None
+    weight_bytes: int = 0
+
+    @property
+    def model(self) -> str:
+        return self.spec.model
+
 
 class Supervisor:
     """Owns the replicas; the only place that adds or removes one."""
 
-    def __init__(self, settings: InferenceSettings, on_restart: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        on_restart: Callable[[str], None] | None = None,
+        *,
+        inventory: Inventory | Callable[[], Inventory] = discover,
+        on_removed: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.replicas: list[Replica] = []
         self.target: str | None = None
         self.switching = False
         self.message: str | None = None
+        self.wants: dict[str, Want] = {}
+        self.placements: dict[str, Placement] = {}  # replica id -> where it runs
+        self._inventory = inventory
         self._on_restart = on_restart
+        self._on_removed = on_removed
+        self._placed: dict[str, tuple[Placement, ...]] = {}
+        self._bases: dict[str, EngineSpec] = {}  # replica id -> the spec before placement
         self._swap: asyncio.Task[None] | None = None
         self._next_id = 0
 
@@ -50,44 +111,132 @@ class Supervisor:
         """Models with at least one ready replica, in pool order."""
         return list(dict.fromkeys(r.model for r in self.ready()))
 
+    def models(self) -> list[str]:
+        """Models with any replica in the pool, in pool order."""
+        return list(dict.fromkeys(r.model for r in self.replicas))
+
     def find(self, rid: str) -> Replica | None:
         return next((r for r in self.replicas if r.id == rid), None)
 
     def state(self) -> GatewayState:
+        """The target model's state; ``loading`` while one model serves and another starts."""
         if self.switching:
             return "switching"
         mine = [r for r in self.replicas if r.model == self.target] if self.target else self.replicas
         if not mine:
             return "idle" if self.target is None else "starting"
-        ready = sum(r.state == "ready" for r in mine)
-        if ready == len(mine):
-            return "ready"
-        if ready:
-            return "degraded"
-        if all(r.state == "failed" for r in mine):
-            return "failed"
-        return "starting" if all(r.state == "starting" for r in mine) else "degraded"
+        rest = [r for r in self.replicas if r not in mine]
+        state = _pool_state([r.state for r in mine])
+        if state == "ready" and any(r.state == "starting" for r in rest):
+            return "loading"
+        if state in ("starting", "failed") and any(r.state == "ready" for r in rest):
+            return "loading" if state == "starting" else "degraded"
+        return state
 
     def status(self) -> GatewayStatus:
         return GatewayStatus(
             state=self.state(),
             models=self.served_models(),
             target=self.target,
-            replicas=[r.status() for r in self.replicas],
+            replicas=[self._replica_status(r) for r in self.replicas],
             message=self.message,
         )
 
-    # ------------------------------------------------------------- control
-    async def serve(self, spec: EngineSpec, replicas: int = 1) -> None:
-        """Start converging to ``replicas`` engines of ``spec.model``; returns at once."""
+    def _replica_status(self, replica: Replica) -> ReplicaStatus:
+        status = replica.status()
+        where = self.placements.get(replica.id)
+        if where is None:
+            return status
+        placement = ReplicaPlacement(
+            device=where.device,
+            gpus=list(where.gpus),
+            gpu_memory_utilization=where.gpu_memory_utilization,
+            cores=list(where.cores),
+            ram_bytes=where.ram_bytes or None,
+        )
+        return status.model_copy(update={"placement": placement})
+
+    # ------------------------------------------------------------- lifecycle.Engines
+    def want(self, want: Want) -> None:
+        """Remember how ``want.model`` is served when it is (next) loaded."""
+        self.wants[want.model] = want
+
+    def place(self, model: str) -> str | None:
+        """None if every replica ``model`` wants fits on what is free now, else the one-line reason."""
+        want = self.wants[model]
+        try:
+            self._placed[model] = self._place(want)
+        except DoesNotFit as exc:
+            return exc.detail
+        return None
+
+    def start(self, model: str) -> None:
+        want = self.wants[model]
+        placements = self._placed.pop(model, None) or self._place(want)
+        self.target = model
+        self.message = None
+        self._add(want.spec, placements)
+
+    async def wait_ready(self, model: str) -> None:
+        mine = [r for r in self.replicas if r.model == model]
+        await self._settle(mine)
+        if any(r.state == "ready" for r in mine):
+            return
+        reason = next((r.failure for r in mine if r.failure), None) or "it stopped before it was ready"
+        self.message = f"{model} failed to start: {reason}"
+        raise EngineFailed(f"the engine for {model} failed: {reason}; run `llf serve {model}` to try again")
+
+    async def stop(self, model: str) -> None:
+        await self._retire([r for r in self.replicas if r.model == model])
+
+    def in_flight(self, model: str) -> int:
+        return sum(r.in_flight for r in self.replicas if r.model == model)
+
+    def has(self, model: str) -> bool:
+        return any(r.model == model for r in self.replicas)
+
+    def can_sleep(self, model: str) -> bool:
+        return self.settings.resolved_device == "cuda" and self.settings.sleep_mode
+
+    async def sleep(self, model: str) -> None:
+        await self._engines_post(model, "/sleep?level=1")
+
+    async def wake(self, model: str) -> None:
+        await self._engines_post(model, "/wake_up")
+
+    async def _engines_post(self, model: str, path: str) -> None:
+        """POST ``path`` to every ready replica of ``model`` (vLLM's sleep-mode endpoints)."""
+        for replica in self.ready(model):
+            client = replica.client
+            if client is None:
+                continue
+            try:
+                response = await client.post(path, timeout=self.settings.readiness_timeout_s)
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"{model}'s engine did not answer {path} ({type(exc).__name__})") from None
+            if response.status_code != 200:
+                raise UpstreamError(f"{model}'s engine answered {response.status_code} to {path}")
+
+    # ------------------------------------------------------------- hot swap
+    async def serve(
+        self, spec: EngineSpec, replicas: int | Literal["auto"] = 1, *, replace: str | Literal["all"] | None = ALL
+    ) -> None:
+        """Start converging to ``replicas`` engines of ``spec.model`` in place of ``replace``; returns at once.
+
+        ``replace=ALL`` (the default) makes way for this model only; a model name swaps that
+        model out and leaves the others; ``None`` adds the model beside the others.
+        """
         if self._swap is not None and not self._swap.done():
             self._swap.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._swap
+        current = self.wants.get(spec.model)
+        if current is None or current.spec != spec:
+            self.wants[spec.model] = Want(spec, replicas)
         self.target = spec.model
         self.message = None
         self._swap = asyncio.create_task(
-            self._converge(spec, replicas), name=f"serve-{spec.model}", context=contextvars.Context()
+            self._converge(spec, replicas, replace), name=f"serve-{spec.model}", context=contextvars.Context()
         )
 
     async def wait(self, timeout: float | None = None) -> GatewayStatus:
@@ -114,22 +263,22 @@ class Supervisor:
         timeout = self.settings.drain_timeout_s if drain_timeout is None else drain_timeout
         await asyncio.gather(*(r.drain(timeout) for r in replicas))
         await asyncio.gather(*(r.stop() for r in replicas), return_exceptions=True)
-        self.replicas = [r for r in self.replicas if r not in replicas]
+        self._remove(replicas)
 
-    # ------------------------------------------------------------- the swap
-    async def _converge(self, spec: EngineSpec, count: int) -> None:
-        keep = [r for r in self.replicas if r.spec == spec and r.state not in ("failed", "stopped", "draining")]
-        others = [r for r in self.replicas if r not in keep[:count]]
-        keep = keep[:count]
+    async def _converge(self, spec: EngineSpec, count: int | Literal["auto"], replace: str | None) -> None:
+        alive = ("starting", "ready", "restarting")
+        keep = [r for r in self.replicas if self._base(r) == spec and r.state in alive]
+        keep = keep if count == "auto" else keep[:count]
+        others = [r for r in self.replicas if r not in keep and (replace == ALL or r.model in (replace, spec.model))]
         old_models = {r.model for r in others if r.state == "ready"} - {spec.model}
         self.switching = bool(old_models)  # until the new model is ready (or failed)
         try:
             if self.settings.resolved_swap_strategy == "stop-then-start":
                 await self._retire(others)
-                new = self._add(spec, count - len(keep))
+                new = self._add(spec, self._more(spec.model, count, len(keep)))
                 await self._settle(new)
             else:
-                new = self._add(spec, count - len(keep))
+                new = self._add(spec, self._more(spec.model, count, len(keep)))
                 await self._settle(new)
                 if any(r.state == "ready" for r in [*keep, *new]):
                     await self._retire(others)
@@ -138,6 +287,8 @@ class Supervisor:
                     self.target = sorted(old_models)[0]
                     self.message = f"switch to {spec.model} failed, still serving {self.target}: {failed}"
                     await self._retire([r for r in others if r.model not in old_models])
+        except LLFError as exc:  # the new model does not fit
+            self.message = f"cannot serve {spec.model}: {exc.detail}"
         finally:
             self.switching = False
         failure = next((r.failure for r in self.replicas if r.model == spec.model and r.state == "failed"), None)
@@ -145,15 +296,69 @@ class Supervisor:
             self.message = f"{spec.model} failed to start: {failure}"
         log.info("serve settled", extra={"model": spec.model, "state": self.state()})
 
-    def _add(self, spec: EngineSpec, count: int) -> list[Replica]:
+    # ------------------------------------------------------------- placement and the pool
+    def _more(self, model: str, count: int | Literal["auto"], kept: int) -> tuple[Placement, ...]:
+        """Placements for the replicas a swap adds beside the ``kept`` ones."""
+        if count != "auto" and count <= kept:
+            return ()
+        more = "auto" if count == "auto" else count - kept
+        return self._place(dataclasses.replace(self.wants[model], replicas=more))
+
+    def _place(self, want: Want) -> tuple[Placement, ...]:
+        """Placements for ``want``'s replicas on what the live replicas leave free (``DoesNotFit``)."""
+        if callable(self._inventory):  # taken once: "free" is measured before our own engines use it
+            self._inventory = self._inventory()
+        inventory = self._inventory
+        held = [self.placements[r.id] for r in self.replicas if r.id in self.placements and r.state != "failed"]
+        live = Allocation(held)
+        options = want.spec.options
+        cuda = self.settings.resolved_device == "cuda"
+        memory = estimate_memory(
+            want.weight_bytes,
+            kv_shape=_kv_shape(want.spec.path),
+            max_model_len=options.max_model_len if cuda else None,
+            kv_budget_bytes=(options.cpu_kvcache_space or 1) * GIB if not cuda else GIB,
+            overhead_bytes=DEFAULT_GPU_OVERHEAD_BYTES if cuda else DEFAULT_CPU_OVERHEAD_BYTES,
+        )
+        request = PlacementRequest(
+            model=want.model,
+            memory=memory,
+            replicas=want.replicas,
+            tensor_parallel_size=options.tensor_parallel_size or 1,
+            gpus=want.gpus,
+            device="cuda" if cuda else "cpu",
+            min_gpu_share=options.gpu_memory_utilization,
+        )
+        first = self._next_id
+        try:
+            return place(inventory, live, request, new_id=lambda k: f"r{first + k}")
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+
+    def _add(self, spec: EngineSpec, placements: Iterable[Placement]) -> list[Replica]:
         new = []
-        for _ in range(max(0, count)):
-            replica = Replica(f"r{self._next_id}", spec, self.settings, on_restart=self._on_restart)
+        for where in placements:
+            rid = f"r{self._next_id}"
             self._next_id += 1
+            replica = Replica(rid, self._engine_spec(spec, where), self.settings, on_restart=self._on_restart)
+            self.placements[rid] = dataclasses.replace(where, replica_id=rid)
+            self._bases[rid] = spec
             self.replicas.append(replica)
             replica.start()
             new.append(replica)
         return new
+
+    def _engine_spec(self, spec: EngineSpec, where: Placement) -> EngineSpec:
+        """``spec`` with the placement's devices, memory share and environment (and sleep mode on GPU)."""
+        options = spec.options.model_copy(update={k: v for k, v in where.engine_options().items() if v is not None})
+        env = {**spec.env, **where.env()}
+        if where.device == "cuda" and self.settings.sleep_mode:
+            options = options.model_copy(update={"extra_args": [*(options.extra_args or []), "--enable-sleep-mode"]})
+            env["VLLM_SERVER_DEV_MODE"] = "1"  # vLLM serves /sleep and /wake_up only in dev mode
+        return dataclasses.replace(spec, options=options, env=env)
+
+    def _base(self, replica: Replica) -> EngineSpec:
+        return self._bases.get(replica.id, replica.spec)
 
     async def _settle(self, replicas: Iterable[Replica]) -> None:
         await asyncio.gather(*(r.wait_settled() for r in replicas))
@@ -164,7 +369,19 @@ class Supervisor:
             return
         await asyncio.gather(*(r.drain(self.settings.drain_timeout_s) for r in replicas))
         await asyncio.gather(*(r.stop() for r in replicas))
+        self._remove(replicas)
+
+    def _remove(self, replicas: list[Replica]) -> None:
+        """Take replicas out of the pool; a model left without any is reported gone (same tick)."""
+        models = {r.model for r in replicas}
         self.replicas = [r for r in self.replicas if r not in replicas]
+        for replica in replicas:
+            self.placements.pop(replica.id, None)
+            self._bases.pop(replica.id, None)
+        remaining = {r.model for r in self.replicas}
+        for model in sorted(models - remaining):
+            if self._on_removed is not None:
+                self._on_removed(model)
 
     async def _cancel_swap(self) -> None:
         if self._swap is not None and not self._swap.done():
@@ -172,3 +389,23 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._swap
         self.switching = False
+
+
+def _pool_state(states: list[str]) -> GatewayState:
+    ready = states.count("ready")
+    if ready == len(states):
+        return "ready"
+    if ready:
+        return "degraded"
+    if all(s == "failed" for s in states):
+        return "failed"
+    return "starting" if all(s == "starting" for s in states) else "degraded"
+
+
+def _kv_shape(path: str) -> KvShape | None:
+    """The KV-cache shape from the model's ``config.json`` (``None`` if it cannot be read)."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return KvShape.from_config(config) if isinstance(config, dict) else None

@@ -53,14 +53,23 @@ def test_status_reports_replica_details_for_llf_status(gw: ThreadedGateway) -> N
     assert replica["restarts"] == 0 and replica["in_flight"] == 0
 
 
-def test_serve_without_wait_answers_202_with_the_starting_state(start_gateway: Start) -> None:
+def test_serve_without_wait_answers_202_and_a_request_meanwhile_waits_for_the_load(start_gateway: Start) -> None:
     gateway = start_gateway(engine_env={"FAKE_START_DELAY": "0.5"})
     response = gateway.client.post("/v1/serve", json={"model": MODEL})
     assert response.status_code == 202
     assert response.json()["state"] == "starting" and response.json()["target"] == MODEL
+    assert [m["state"] for m in response.json()["model_states"]] == ["loading"]
+    answered = gateway.client.post("/v1/chat/completions", json=CHAT)
+    assert answered.status_code == 200, answered.text
+    gateway.wait_state(lambda s: s["state"] == "ready")
+
+
+def test_a_request_waiting_longer_than_load_timeout_gets_a_503_with_retry_after(start_gateway: Start) -> None:
+    gateway = start_gateway(engine_env={"FAKE_START_DELAY": "2"}, load_timeout_s=0.2)
+    assert gateway.client.post("/v1/serve", json={"model": MODEL}).status_code == 202
     busy = gateway.client.post("/v1/chat/completions", json=CHAT)
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
-    assert "not ready yet" in busy.json()["error"]["message"]
+    assert "still loading" in busy.json()["error"]["message"]
     gateway.wait_state(lambda s: s["state"] == "ready")
 
 
@@ -143,14 +152,30 @@ def test_requests_during_a_restart_get_503_with_retry_after_then_succeed(start_g
 
 def test_hot_swap_moves_traffic_to_the_new_model(gw: ThreadedGateway) -> None:
     old_pid = gw.client.get("/v1/status").json()["replicas"][0]["pid"]
-    status = gw.serve(OTHER).json()
+    status = gw.serve(OTHER, replace=MODEL).json()
     assert status["models"] == [OTHER] and status["state"] == "ready"
     assert [r["model"] for r in status["replicas"]] == [OTHER]
+    assert [(m["model"], m["state"]) for m in status["model_states"]] == [(OTHER, "loaded")]
     with pytest.raises(ProcessLookupError):
         os.kill(old_pid, 0)
     body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
     assert gw.client.post("/v1/chat/completions", json=body).json()["model"] == OTHER
-    assert gw.client.post("/v1/chat/completions", json={**body, "model": MODEL}).status_code == 404
+    unknown = gw.client.post("/v1/chat/completions", json={**body, "model": "test/none"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+
+
+def test_serve_adds_a_model_beside_the_loaded_one_and_stop_unloads_one(gw: ThreadedGateway) -> None:
+    status = gw.serve(OTHER).json()
+    assert set(status["models"]) == {MODEL, OTHER}
+    assert {r["placement"]["cores"][0] for r in status["replicas"]} == {0, 1}  # a core each
+    body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
+    for model in (MODEL, OTHER):
+        assert gw.client.post("/v1/chat/completions", json={**body, "model": model}).json()["model"] == model
+    ambiguous = gw.client.post("/v1/chat/completions", json=body)
+    assert ambiguous.status_code == 400 and "several models are loaded" in ambiguous.json()["error"]["message"]
+    status = gw.client.delete(f"/v1/serve/{OTHER}").json()
+    assert status["models"] == [MODEL] and [m["model"] for m in status["model_states"]] == [MODEL]
+    assert gw.client.delete(f"/v1/serve/{OTHER}").status_code == 404
 
 
 def test_serving_the_same_model_again_keeps_the_running_engine(gw: ThreadedGateway) -> None:

@@ -19,10 +19,10 @@ health = APIRouter(tags=["health"])
     "/v1/serve",
     status_code=202,
     response_model=GatewayStatus,
-    summary="Serve a model from the registry; swaps out the one being served.",
+    summary="Load a model from the registry beside the others, or in place of `replace` (hot swap).",
 )
 async def serve(body: ServeRequest, gateway: GatewayDep, response: Response) -> GatewayStatus:
-    status = await gateway.serve(body.model, body.replicas, wait=body.wait)
+    status = await gateway.serve(body.model, body.replicas, wait=body.wait, replace=body.replace, gpus=body.gpus)
     if body.wait:
         response.status_code = 200
     return status
@@ -31,6 +31,11 @@ async def serve(body: ServeRequest, gateway: GatewayDep, response: Response) -> 
 @router.delete("/v1/serve", response_model=GatewayStatus, summary="Stop serving: drain and stop every engine.")
 async def unserve(gateway: GatewayDep) -> GatewayStatus:
     return await gateway.unserve()
+
+
+@router.delete("/v1/serve/{model:path}", response_model=GatewayStatus, summary="Drain and unload one model.")
+async def stop(model: str, gateway: GatewayDep) -> GatewayStatus:
+    return await gateway.stop(model)
 
 
 @router.get("/v1/status", response_model=GatewayStatus, summary="Gateway and replica states for `llf status`.")

@@ -29,6 +29,6 @@ async def completions(request: Request, gateway: GatewayDep) -> Response:
     return await gateway.complete("/v1/completions", await request.body(), started)
 
 
-@router.get("/v1/models", summary="Models being served (OpenAI list format).")
+@router.get("/v1/models", summary="Loaded models and every verified local one, with `state` (OpenAI list format).")
 async def list_models(gateway: GatewayDep) -> dict[str, Any]:
-    return gateway.model_list()
+    return await gateway.model_list()
