@@ -166,6 +166,32 @@ def test_a_slow_file_is_served_at_the_configured_rate(fresh_hub: HubStandIn) -> 
     assert body == fresh_hub.file_bytes(TINY_REPO, "tokenizer.json")
 
 
+def test_a_held_file_stops_after_its_bytes_until_the_test_releases_it(fresh_hub: HubStandIn) -> None:
+    expected = fresh_hub.file_bytes(TINY_REPO, "tokenizer.json")
+    fresh_hub.hold(TINY_REPO, "tokenizer.json", after_bytes=1000)
+    url = f"{fresh_hub.url}/{TINY_REPO}/resolve/main/tokenizer.json"
+    received: list[bytes] = []
+    with httpx.stream("GET", url, timeout=30) as response:
+        chunks = response.iter_raw()
+        while sum(map(len, received)) < 1000:
+            received.append(next(chunks))
+        fresh_hub.wait_until_held(TINY_REPO, "tokenizer.json", timeout=10)
+        assert sum(map(len, received)) == 1000 and fresh_hub.bytes_served(TINY_REPO, "tokenizer.json") == 1000
+        fresh_hub.release(TINY_REPO, "tokenizer.json")
+        received.extend(chunks)
+    assert b"".join(received) == expected
+    assert fresh_hub.held(TINY_REPO, "tokenizer.json") == 0
+    assert httpx.get(url, timeout=10).content == expected  # released: new GETs are not held
+
+
+def test_holds_can_be_set_and_released_over_http(fresh_hub: HubStandIn) -> None:
+    control = f"{fresh_hub.url}/_stand_in/holds"
+    assert httpx.post(control, json={"repo": TINY_REPO, "path": "config.json"}).status_code == 204
+    assert httpx.get(control).json() == [{"repo": TINY_REPO, "path": "config.json", "after_bytes": 0, "paused": 0}]
+    assert httpx.delete(control).status_code == 204
+    assert httpx.get(control).json() == []
+
+
 def test_an_injected_failure_answers_its_status_once(fresh_hub: HubStandIn) -> None:
     fresh_hub.fail(TINY_REPO, "config.json", status=503)
     url = f"{fresh_hub.url}/{TINY_REPO}/resolve/main/config.json"

@@ -4,8 +4,9 @@ No PyPI package serves the Hub's download API with revisions, LFS metadata, Rang
 (hub mocks patch the client instead), so this is a small app under ``tests/``. Repos are
 generated on disk (``add_repo``, ``add_tiny_model``, ``add_large_file``); each call is a new
 commit that moves its branch while older shas stay served. Tests can break it on purpose
-(``corrupt``, ``throttle``/``slow``, ``interrupt``, ``fail``, gating) and read what it served
-(``gets``, ``bytes_served``, ``ranges``, ``requests``).
+(``corrupt``, ``throttle``/``slow``, ``interrupt``, ``fail``, gating), hold a download open until
+they release it (``hold``, ``wait_until_held``, ``release``), and read what it served (``gets``,
+``bytes_served``, ``ranges``, ``requests``).
 
 Point the client at it with ``HF_ENDPOINT=<url>`` *before* importing huggingface_hub (it is
 read at import time) or pass ``endpoint=<url>``; set ``HF_HUB_DISABLE_XET=1``.
@@ -23,7 +24,7 @@ from types import TracebackType
 import uvicorn
 
 from tests.support.hub.app import create_app
-from tests.support.hub.faults import Counters, Faults
+from tests.support.hub.faults import Counters, Faults, Hold
 from tests.support.hub.store import (
     DEFAULT_LFS_THRESHOLD,
     GITATTRIBUTES,
@@ -33,6 +34,7 @@ from tests.support.hub.store import (
     RepoStore,
     tree_files,
 )
+from tests.support.net import wait_for
 
 __all__ = ["DEFAULT_LFS_THRESHOLD", "TINY_REPO", "FileMeta", "HubStandIn", "HubStoreError"]
 
@@ -171,6 +173,29 @@ class HubStandIn:
         with self.faults.lock:
             self.faults.fail_with.setdefault((repo_id, path), []).extend([status] * times)
 
+    def hold(self, repo_id: str, path: str, after_bytes: int = 0) -> None:
+        """Every GET of ``path`` sends ``after_bytes`` body bytes, then waits until ``release()``.
+
+        The deterministic way to have a download in flight: ``wait_until_held`` says when a
+        stream is parked at the gate; ``release`` (or ``reset_faults``, or ``stop``) lets it finish.
+        """
+        with self.faults.lock:
+            self.faults.holds[(repo_id, path)] = Hold(after_bytes)
+
+    def release(self, repo_id: str | None = None, path: str | None = None) -> None:
+        """Let the held streams of one file (every file: no arguments) go on; new GETs are not held."""
+        self.faults.release(None if repo_id is None or path is None else (repo_id, path))
+
+    def held(self, repo_id: str, path: str) -> int:
+        """How many GETs of ``path`` are parked at its hold right now."""
+        with self.faults.lock:
+            hold = self.faults.holds.get((repo_id, path))
+            return hold.paused if hold is not None else 0
+
+    def wait_until_held(self, repo_id: str, path: str, timeout: float = 60.0) -> None:
+        """Block until a GET of ``path`` is parked at its hold (``AssertionError`` after ``timeout``)."""
+        wait_for(lambda: self.held(repo_id, path) > 0, timeout, f"a download of {repo_id}/{path} held by the hub")
+
     def reset_faults(self) -> None:
         self.faults.reset()
 
@@ -240,6 +265,7 @@ class HubStandIn:
     def stop(self) -> None:
         if self._server is None or self._thread is None:
             return
+        self.faults.release()  # a held stream would keep the server from shutting down
         self._server.should_exit = True
         self._thread.join(10)
         if self._thread.is_alive():

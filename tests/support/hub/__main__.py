@@ -1,8 +1,10 @@
 """``python -m tests.support.hub --root DIR [--host H] [--port P] [--tiny REPO[@SEED] ...]``.
 
 Serves the stand-in until SIGTERM/SIGINT, for containers (the e2e stack's ``hub`` service), benchmarks
-and manual runs. ``--slow REPO:PATH:BPS`` caps the download rate of one file, so that a test can kill a
-worker *during* a pull or watch several pulls make progress side by side. Repos already under
+and manual runs. ``--slow REPO:PATH:BPS`` caps the download rate of one file, so that several pulls can
+be watched making progress side by side; ``--hold REPO:PATH[:BYTES]`` parks every download of a file
+after BYTES until ``DELETE /_stand_in/holds`` (``GET`` lists the holds and how many streams wait), so
+that a test can kill a worker *during* a pull without racing the clock. Repos already under
 ``--root`` are served as they are; ``--tiny``/``--large`` only create repos that do not exist yet,
 so a restart serves the same shas.
 """
@@ -32,6 +34,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--slow", action="append", default=[], metavar="REPO:PATH:BPS", help="cap the download rate of one file"
     )
+    parser.add_argument(
+        "--hold",
+        action="append",
+        default=[],
+        metavar="REPO:PATH[:BYTES]",
+        help="stop every GET of PATH after BYTES (default 0) until DELETE /_stand_in/holds releases it",
+    )
     parser.add_argument("--gated", action="append", default=[], metavar="REPO", help="make REPO gated")
     parser.add_argument("--token", action="append", default=[], help="token accepted for gated repos")
     args = parser.parse_args(argv)
@@ -50,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     for spec in args.slow:
         repo_id, path, rate = spec.split(":")
         hub.faults.slow_bps[(repo_id, path)] = float(rate)
+    for spec in args.hold:
+        repo_id, path, *after = spec.split(":")
+        hub.hold(repo_id, path, int(after[0]) if after else 0)
     for repo_id in args.gated:
         hub.set_gated(repo_id, True)
     for token in args.token or filter(None, [os.environ.get("HUB_STAND_IN_TOKEN")]):

@@ -27,6 +27,7 @@ from tests.support.hub.store import Commit, FileMeta, Repo
 
 if TYPE_CHECKING:
     from tests.support.hub import HubStandIn
+    from tests.support.hub.faults import Hold
 
 CHUNK = 1024 * 1024
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -131,6 +132,27 @@ def create_app(hub: HubStandIn) -> FastAPI:
         if status is not None:
             raise HubError(status, None, f"injected failure {status}", commit.sha)
         return _file_response(hub, key, commit, meta, request, head)
+
+    # Control routes for a stand-in in another process (``python -m tests.support.hub``): the
+    # same holds an in-process test sets with ``hub.hold()`` / ``hub.release()``.
+    @app.get("/_stand_in/holds")
+    async def list_holds() -> list[dict[str, Any]]:
+        with hub.faults.lock:
+            return [
+                {"repo": repo, "path": path, "after_bytes": hold.after_bytes, "paused": hold.paused}
+                for (repo, path), hold in hub.faults.holds.items()
+            ]
+
+    @app.post("/_stand_in/holds", status_code=204)
+    async def add_hold(request: Request) -> Response:
+        body = await request.json()
+        hub.hold(str(body["repo"]), str(body["path"]), int(body.get("after_bytes", 0)))
+        return Response(status_code=204)
+
+    @app.delete("/_stand_in/holds", status_code=204)
+    async def release_holds(repo: str | None = None, path: str | None = None) -> Response:
+        hub.release(repo, path)
+        return Response(status_code=204)
 
     return app
 
@@ -342,12 +364,19 @@ async def _stream(hub: HubStandIn, key: tuple[str, str], path: Any, start: int, 
     rate = hub.faults.rate_for(key)
     corrupt = sorted(hub.faults.corruptions(key))
     cut = hub.faults.take_interrupt(key)
+    hold = hub.faults.hold_for(key)
     chunk_size = CHUNK if rate is None else max(1024, min(CHUNK, int(rate / 20)))
     position, sent = start, 0
     with open(path, "rb") as handle:
         handle.seek(start)
         while sent < length:
             want = min(chunk_size, length - sent)
+            if hold is not None:
+                if sent >= hold.after_bytes:
+                    await _wait_at(hub, hold)
+                    hold = None
+                else:
+                    want = min(want, hold.after_bytes - sent)
             if cut is not None:
                 want = min(want, cut - sent)
                 if want <= 0:
@@ -365,3 +394,15 @@ async def _stream(hub: HubStandIn, key: tuple[str, str], path: Any, start: int, 
             sent += len(data)
             if rate is not None:
                 await asyncio.sleep(len(data) / rate)
+
+
+async def _wait_at(hub: HubStandIn, hold: Hold) -> None:
+    """Park one stream at its hold until the test releases it (the event is set from another thread)."""
+    with hub.faults.lock:
+        hold.paused += 1
+    try:
+        while not hold.released.is_set():
+            await asyncio.sleep(0.02)
+    finally:
+        with hub.faults.lock:
+            hold.paused -= 1

@@ -15,6 +15,20 @@ FileKey = tuple[str, str]
 
 
 @dataclass
+class Hold:
+    """A file whose GETs stop after ``after_bytes`` until the test releases them.
+
+    A test that needs a download *in flight* (to interrupt, cancel or kill it) holds the stream
+    open instead of slowing it down: no rate is ever "slow enough" on every machine. ``paused``
+    counts the streams waiting at the gate, so the test can wait until one is really there.
+    """
+
+    after_bytes: int
+    released: threading.Event = field(default_factory=threading.Event)
+    paused: int = 0
+
+
+@dataclass
 class Faults:
     """Switches read by the server on every file request (guarded by ``lock``)."""
 
@@ -25,6 +39,7 @@ class Faults:
     interrupt_after: dict[FileKey, list[int]] = field(default_factory=dict)  # bytes, one entry per future GET
     fail_with: dict[FileKey, list[int]] = field(default_factory=dict)  # statuses, one entry per future request
     tokens: set[str] = field(default_factory=set)
+    holds: dict[FileKey, Hold] = field(default_factory=dict)
 
     def rate_for(self, key: FileKey) -> float | None:
         """The slower of the per-file rate and the global throttle (None = full speed)."""
@@ -42,12 +57,27 @@ class Faults:
             pending = self.fail_with.get(key)
             return pending.pop(0) if pending else None
 
+    def hold_for(self, key: FileKey) -> Hold | None:
+        with self.lock:
+            hold = self.holds.get(key)
+            return hold if hold is not None and not hold.released.is_set() else None
+
+    def release(self, key: FileKey | None = None) -> None:
+        """Let held streams of ``key`` (every file: ``None``) go on, and stop holding new ones."""
+        with self.lock:
+            keys = list(self.holds) if key is None else [key]
+            for held in keys:
+                hold = self.holds.pop(held, None)
+                if hold is not None:
+                    hold.released.set()
+
     def corruptions(self, key: FileKey) -> frozenset[int]:
         with self.lock:
             return frozenset(self.corrupt_at.get(key, ()))
 
     def reset(self) -> None:
         """Back to an honest, fast hub (tokens stay: they are configuration, not a fault)."""
+        self.release()
         with self.lock:
             self.corrupt_at.clear()
             self.slow_bps.clear()
