@@ -11,9 +11,10 @@ from llf_common.web import api_key_dependency, base_app
 from redis import Redis
 
 from llf_models import __version__
-from llf_models.api import health, imports, jobs, models, pulls
+from llf_models.api import health, imports, jobs, metrics, models, pulls
 from llf_models.gateway import GatewayProbe
 from llf_models.hub import HubClient
+from llf_models.metrics import RegistryMetrics
 from llf_models.queueing import JobQueue
 from llf_models.registry import Registry
 from llf_models.settings import ModelsSettings
@@ -59,8 +60,9 @@ def create_app(settings: ModelsSettings, registry: Registry | None = None) -> Fa
     )
     app.state.registry = registry
     app.state.settings = settings
+    app.state.metrics = RegistryMetrics(registry.jobs.list)
     auth = [Depends(api_key_dependency(settings.api_key))]
     app.include_router(health.router)
-    for router in (pulls.router, jobs.router, models.router, imports.router):
+    for router in (pulls.router, jobs.router, models.router, imports.router, metrics.router):
         app.include_router(router, dependencies=auth)
     return app
