@@ -37,6 +37,7 @@ CASES: dict[str, tuple[int, str]] = {
     "verify": (4, "Re-verify vs sha256sum"),
     "gateway": (1, "Gateway vs direct vLLM"),
     "coldstart": (8, "Cold start to first token"),
+    "dtype": (9, "Engine dtype: float32 vs bfloat16"),
 }
 
 

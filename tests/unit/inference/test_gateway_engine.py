@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from llf_common.errors import ConfigError
+from llf_inference.cpu import choose_dtype, host_cpu
 from llf_inference.engine.failure import classify_failure
 from llf_inference.engine.process import group_members, stop_group
 from llf_inference.engine.spec import EngineSpec
@@ -45,7 +46,8 @@ def test_the_engine_command_serves_the_path_under_the_repo_id_on_loopback(make_s
     assert argv[:3] == ["/opt/engine/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
     joined = " ".join(argv)
     assert "--model /models/o-m --served-model-name o/m --host 127.0.0.1 --port 4321" in joined
-    assert "--max-model-len 512" in joined and "--enforce-eager" in argv and "--dtype auto" in joined
+    assert "--max-model-len 512" in joined and "--enforce-eager" in argv
+    assert f"--dtype {choose_dtype(host_cpu()).dtype}" in joined
     assert "--gpu-memory-utilization" not in joined and "--tensor-parallel-size" not in joined
 
 
@@ -100,7 +102,11 @@ def test_settings_defaults_fit_one_cpu_machine(tmp_path: Path) -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.resolved_swap_strategy == "stop-then-start"
     assert settings.engine_options("o/m") == EngineOptions(
-        dtype="auto", tensor_parallel_size=1, cpu_kvcache_space=1, enforce_eager=True, extra_args=[]
+        dtype=choose_dtype(host_cpu()).dtype,
+        tensor_parallel_size=1,
+        cpu_kvcache_space=1,
+        enforce_eager=True,
+        extra_args=[],
     )
     assert InferenceSettings(home=tmp_path, device="cuda").resolved_swap_strategy == "start-then-switch"
 

@@ -17,6 +17,8 @@ from typing import ClassVar, Literal
 from llf_common.settings import LLFSettings
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from llf_inference.cpu import choose_dtype, host_cpu
+
 from llf_inference.keepalive import parse_keep_alive
 
 Device = Literal["cpu", "cuda"]
@@ -89,7 +91,7 @@ class InferenceSettings(LLFSettings):
         description="Replaces '<engine_python> -m vllm.entrypoints.openai.api_server' (wrappers, tests).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when an NVIDIA device exists.")
-    dtype: str = Field("auto", description="--dtype (auto, bfloat16, float16, float32).")
+    dtype: str = Field("auto", description="--dtype (bfloat16, float16, float32); auto: on CPU, llf's choice (cpu.py).")
     max_model_len: int | None = Field(None, ge=16, description="--max-model-len; default: the model's own.")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="--gpu-memory-utilization (GPU).")
     tensor_parallel_size: int = Field(1, ge=1, description="--tensor-parallel-size.")
@@ -179,6 +181,8 @@ class InferenceSettings(LLFSettings):
         options = base.merged(self.model_overrides.get(model))
         if options.enforce_eager is None:
             options = options.model_copy(update={"enforce_eager": self.resolved_device == "cpu"})
+        if options.dtype in (None, "auto") and self.resolved_device == "cpu":
+            options = options.model_copy(update={"dtype": choose_dtype(host_cpu()).dtype})
         return options
 
 

@@ -1,0 +1,117 @@
+"""#9 Engine dtype on this CPU: float32 against bfloat16, same engine, same tiny model, same prompts.
+
+Why: ``dtype: auto`` lets llf choose the engine's dtype from the host CPU (``llf_inference.cpu``),
+and that rule must come from numbers measured on the CPUs it runs on, not from a guess. Each
+repetition starts one gateway per dtype (``LLF_INFERENCE_DTYPE``; the order alternates between
+repetitions), warms it up, then streams ``SINGLE_REQUESTS`` chat completions of ``TOKENS``
+tokens one at a time straight to its engine's port. Figures per dtype: TTFT p50 and tokens/s of
+one stream, and the engine's start time (``POST /v1/serve`` with ``wait`` until ``ready``).
+No target: the figures feed the rule, they do not pass or fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import httpx
+
+from bench import load
+from bench.context import Context
+from bench.procs import VENV_BIN, Proc, free_port, wait_http
+from bench.report import Result, percentile
+
+MODEL = "bench/dtype-tiny"
+DTYPES = ("float32", "bfloat16")
+TOKENS = 128
+SINGLE_REQUESTS = 12
+WARMUP_REQUESTS = 2
+
+
+def body() -> dict[str, object]:
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Hello! Tell me about local language models."}],
+        "max_tokens": TOKENS,
+        "ignore_eos": True,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def start(ctx: Context, model_dir: Path, dtype: str, rep: int) -> tuple[Proc, int, float]:
+    """A gateway serving the tiny model in ``dtype``: (process, engine port, seconds to ready)."""
+    port = free_port()
+    home = ctx.path("dtype", f"{dtype}-{rep}")
+    env = {
+        "LLF_HOME": str(home),
+        "LLF_CONFIG": str(home / "no-config.json"),
+        "LLF_INFERENCE_HOST": "127.0.0.1",
+        "LLF_INFERENCE_PORT": str(port),
+        "LLF_INFERENCE_MODEL_PATHS": json.dumps({MODEL: str(model_dir)}),
+        "LLF_INFERENCE_DTYPE": dtype,
+        "LLF_LOG_LEVEL": "WARNING",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+    }
+    proc = Proc([str(VENV_BIN / "llf-inference")], home / "gateway.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz", proc, timeout=60)
+        began = time.monotonic()
+        answer = httpx.post(f"{url}/v1/serve", json={"model": MODEL, "wait": True}, timeout=900)
+        if answer.status_code >= 400 or answer.json().get("state") != "ready":
+            raise RuntimeError(f"POST /v1/serve ({dtype}): HTTP {answer.status_code} {answer.text[:300]}")
+        ready_s = time.monotonic() - began
+        replica = httpx.get(f"{url}/v1/status", timeout=10).json()["replicas"][0]
+    except BaseException:
+        proc.stop(timeout=30)
+        raise
+    return proc, int(replica["port"]), ready_s
+
+
+async def streams(url: str, count: int) -> list[load.StreamStats]:
+    done = []
+    async with load.client(1) as http:
+        for _ in range(count):
+            stats = await load.chat_stream(http, f"{url}/v1/chat/completions", body())
+            if not stats.ok:
+                raise RuntimeError(f"stream failed: {stats.error or stats.status}")
+            done.append(stats)
+    return done
+
+
+def run(ctx: Context, result: Result) -> None:
+    from llf_models.tinymodel import write_tiny_model
+
+    model_dir = Path(write_tiny_model(ctx.path("dtype", "model"), seed=0))
+    for rep in range(ctx.reps):
+        for dtype in DTYPES if rep % 2 == 0 else tuple(reversed(DTYPES)):
+            proc, engine_port, ready_s = start(ctx, model_dir, dtype, rep)
+            try:
+                direct = f"http://127.0.0.1:{engine_port}"
+                asyncio.run(streams(direct, WARMUP_REQUESTS))
+                measured = asyncio.run(streams(direct, SINGLE_REQUESTS))
+            finally:
+                proc.stop(timeout=30)
+            ttfts = [s.ttft_s or 0.0 for s in measured]
+            result.metric(f"{dtype}_ttft_p50_ms", "ms", f"TTFT p50, 1 stream, {dtype}").add(percentile(ttfts, 50) * 1e3)
+            result.metric(f"{dtype}_tok_s", "tok/s", f"tokens/s, 1 stream, {dtype}").add(
+                sum(s.tokens for s in measured) / sum(s.total_s for s in measured)
+            )
+            result.metric(f"{dtype}_ready_s", "s", f"POST /v1/serve to ready, {dtype}").add(ready_s)
+    for dtype in DTYPES:
+        result.reported += [
+            (f"{dtype}: direct TTFT p50, 1 stream", f"{dtype}_ttft_p50_ms"),
+            (f"{dtype}: tokens/s, 1 stream", f"{dtype}_tok_s"),
+            (f"{dtype}: engine start to ready", f"{dtype}_ready_s"),
+        ]
+    result.params.update({"model": "generated tiny Llama (llf_models.tinymodel, seed 0)", "tokens": TOKENS,
+                          "single_requests_per_rep": SINGLE_REQUESTS, "warmup_requests": WARMUP_REQUESTS,
+                          "dtypes": list(DTYPES), "engine": "vLLM CPU (.venv-engine), --enforce-eager"})  # fmt: skip
+    result.commands["engine"] = (
+        f"llf-inference with LLF_INFERENCE_DTYPE=<dtype> (LLF_INFERENCE_MODEL_PATHS={MODEL}); "
+        "POST <engine port>/v1/chat/completions"
+    )
