@@ -21,9 +21,11 @@ parent's, combined by pytest-cov), including the forked work horses.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -161,6 +163,8 @@ class RegistryStack:
             # Nothing listens here unless a test passes a gateway: "unreachable" is the default.
             "LLF_INFERENCE_URL": inference_url or f"http://127.0.0.1:{free_port()}",
             "LLF_MODELS_DISK_MARGIN_BYTES": "0",
+            # Tests import model directories from pytest's temp dirs (the default roots are home dirs).
+            "LLF_MODELS_IMPORT_ROOTS": json.dumps([tempfile.gettempdir()]),
             "LLF_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
             **coverage_env(self.workdir),

@@ -225,6 +225,12 @@ def test_import_validates_the_path_and_the_name(client: TestClient, world: World
     )  # fmt: skip
 
 
+def test_imports_from_outside_the_import_roots_are_refused_before_any_job(client: TestClient, world: World) -> None:
+    refused = client.post("/v1/imports", json={"path": "/etc"})
+    assert refused.status_code == 403 and "import_roots" in refused.json()["detail"]
+    assert world.jobs.calls == []
+
+
 def test_jobs_are_listed_shown_and_404_when_unknown(client: TestClient, world: World) -> None:
     queued = client.post("/v1/pulls", json={"repo": "o/n"}).json()["job_id"]
     assert [j["id"] for j in client.get("/v1/jobs").json()] == [queued]

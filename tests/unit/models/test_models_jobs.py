@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,16 @@ import httpx2
 import pytest
 from llf_common.errors import InsufficientStorage
 from llf_models import scope as scope_module
-from llf_models.errors import CorruptFile, DiskFull, JobCanceled, Missing, Superseded, VerifyFailed
+from llf_models.errors import (
+    CorruptFile,
+    DiskFull,
+    ImportNotAllowed,
+    JobCanceled,
+    Missing,
+    Superseded,
+    UnsafeImport,
+    VerifyFailed,
+)
 from llf_models.hub import FileLocation, RemoteFile
 from llf_models.importing import commit_id, default_import_name, list_model_files, run_import
 from llf_models.jobs import run_verify
@@ -269,7 +279,7 @@ def test_verify_reports_a_structurally_broken_file_with_a_matching_hash(tmp_path
 
 @pytest.mark.parametrize("link", [True, False])
 def test_import_hashes_links_or_copies_and_lists_the_model(tmp_path: Path, tiny: Path, link: bool) -> None:
-    scope = make_scope(tmp_path / "store")
+    scope = make_scope(tmp_path / "store", import_roots=[tmp_path])
     source = tmp_path / "src"
     source.mkdir()
     for path in tiny.iterdir():
@@ -287,6 +297,93 @@ def test_import_hashes_links_or_copies_and_lists_the_model(tmp_path: Path, tiny:
     assert inode_shared is link
     again = run_import(scope, str(source), "local/tiny", link=link)["model"]
     assert again["sha"] == model["sha"]
+
+
+def model_source(tmp_path: Path, tiny: Path) -> Path:
+    source = tmp_path / "home" / "src"
+    source.mkdir(parents=True)
+    for path in tiny.iterdir():
+        (source / path.name).write_bytes(path.read_bytes())
+    return source
+
+
+@pytest.mark.parametrize("link", [True, False])
+def test_import_refuses_a_link_to_a_file_outside_the_directory(tmp_path: Path, tiny: Path, link: bool) -> None:
+    secret = tmp_path / "ssh" / "id_ed25519"  # what ``tokenizer.model -> ~/.ssh/id_ed25519`` would import
+    secret.parent.mkdir()
+    secret.write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\nnot really\n")
+    secret.chmod(0o600)
+    scope = make_scope(tmp_path / "home", import_roots=[tmp_path])
+    source = model_source(tmp_path, tiny)
+    (source / "tokenizer.model").symlink_to(secret)
+    with pytest.raises(UnsafeImport, match=r"tokenizer\.model.*outside"):
+        run_import(scope, str(source), "local/tiny", link=link)
+    stored = [p for p in scope.store.root.rglob("*") if p.is_file() and p.read_bytes() == secret.read_bytes()]
+    assert stored == [], "the key reached the store"
+    assert scope.store.read_manifest("local/tiny") is None
+
+
+def test_import_refuses_a_linked_directory_outside_and_walks_links_inside_once(tmp_path: Path, tiny: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("not part of the model")
+    source = model_source(tmp_path, tiny)
+    (source / "extra").symlink_to(outside)
+    with pytest.raises(UnsafeImport, match="extra"):
+        list_model_files(source)
+    (source / "extra").unlink()
+    (source / "sub").mkdir()
+    (source / "sub" / "notes.txt").write_text("inside")
+    (source / "again").symlink_to(source / "sub")  # a second name for a directory inside: listed once
+    names = [name for name, _ in list_model_files(source)]
+    assert names.count("sub/notes.txt") + names.count("again/notes.txt") == 1
+
+
+def test_two_links_to_the_directory_itself_do_not_make_the_walk_explode(tmp_path: Path, tiny: Path) -> None:
+    source = model_source(tmp_path, tiny)
+    (source / "a").symlink_to(".")
+    (source / "b").symlink_to(".")
+    (source / "loop").symlink_to("loop")  # a link to itself
+    names = [name for name, _ in list_model_files(source)]
+    assert sorted(names) == sorted(p.name for p in tiny.iterdir())
+
+
+def test_an_hf_cache_snapshot_imports_through_its_links_into_blobs(tmp_path: Path, tiny: Path) -> None:
+    repo = tmp_path / "models--o--cached"
+    snapshot = repo / "snapshots" / ("c" * 40)
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for path in tiny.iterdir():
+        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        blob.write_bytes(path.read_bytes())
+        (snapshot / path.name).symlink_to(Path("../../blobs") / blob.name)
+    assert sorted(name for name, _ in list_model_files(snapshot)) == sorted(p.name for p in tiny.iterdir())
+
+
+def test_a_copied_import_keeps_the_sources_permission_bits(tmp_path: Path, tiny: Path) -> None:
+    scope = make_scope(tmp_path / "home", import_roots=[tmp_path])
+    source = model_source(tmp_path, tiny)
+    (source / "tokenizer.model").write_bytes(b"private tokenizer")
+    (source / "tokenizer.model").chmod(0o600)
+    (source / "config.json").chmod(0o640)
+    model = run_import(scope, str(source), "local/tiny", link=False)["model"]
+    snapshot = Path(model["path"])
+    assert stat.S_IMODE((snapshot / "tokenizer.model").resolve().stat().st_mode) == 0o600
+    assert stat.S_IMODE((snapshot / "config.json").resolve().stat().st_mode) == 0o640
+
+
+def test_imports_come_only_from_the_configured_roots(tmp_path: Path, tiny: Path) -> None:
+    source = model_source(tmp_path, tiny)
+    scope = make_scope(tmp_path / "llf-home", import_roots=[tmp_path / "other"])
+    with pytest.raises(ImportNotAllowed, match="import_roots"):
+        run_import(scope, str(source), "local/tiny")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "door").symlink_to(source)  # a link inside a root to a directory outside it
+    with pytest.raises(ImportNotAllowed):
+        run_import(scope, str(tmp_path / "other" / "door"), "local/tiny")
+    defaults = ModelsSettings.load(home=tmp_path / "llf-home", models_dir=tmp_path / "store")
+    assert isinstance(defaults, ModelsSettings)
+    assert defaults.allowed_import_roots() == [Path.home(), tmp_path / "llf-home", tmp_path / "store"]
 
 
 def test_import_of_something_that_is_not_a_model_directory_fails(tmp_path: Path) -> None:

@@ -78,6 +78,20 @@ class Superseded(LLFError, Permanent):
     code = "superseded"
 
 
+class UnsafeImport(LLFError, Permanent):
+    """An imported directory holds a link that leads out of it (a key, a system file)."""
+
+    status_code = 422
+    code = "unsafe_import"
+
+
+class ImportNotAllowed(LLFError, Permanent):
+    """The directory to import is not under one of the configured ``import_roots``."""
+
+    status_code = 403
+    code = "import_not_allowed"
+
+
 class DiskFull(InsufficientStorage, Permanent):
     """Not enough free space for the download plus the configured margin."""
 

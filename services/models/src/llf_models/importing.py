@@ -3,6 +3,12 @@
 Hard links by default (no second copy of multi-GB weights; falls back to copying across
 filesystems). A hard-linked blob shares its inode with the source file, so editing the source
 later changes the stored model too: a verify job will then report it.
+
+The directory is hostile input: it must lie under one of the configured ``import_roots``; a
+symlink in it that resolves outside it (``tokenizer.model -> ~/.ssh/id_ed25519``) fails the
+import; directories are walked once each by (device, inode), so links back to ``.`` cannot make
+the walk loop or explode; a copied blob keeps its source's permission bits. An HF cache snapshot
+(``models--o--n/snapshots/<sha>``) may link into its own repo folder (``../../blobs``).
 """
 
 from __future__ import annotations
@@ -11,13 +17,14 @@ import contextlib
 import hashlib
 import os
 import re
+import stat
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from llf_common.wire import FileEntry
 
-from llf_models.errors import Missing
+from llf_models.errors import ImportNotAllowed, Missing, UnsafeImport
 from llf_models.progress import Reporter
 from llf_models.pulling import build_manifest, check_disk
 from llf_models.scope import JobScope
@@ -28,6 +35,7 @@ from llf_models.verify import READ_BYTES, Hasher, hash_file
 def run_import(scope: JobScope, path: str, name: str, link: bool = True) -> dict[str, Any]:
     store, rep = scope.store, scope.reporter
     source = Path(path)
+    check_import_root(source, scope.settings.allowed_import_roots())
     if not source.is_dir():
         raise Missing(f"{path} is not a directory the worker can see")
     files = list_model_files(source)
@@ -58,17 +66,58 @@ def run_import(scope: JobScope, path: str, name: str, link: bool = True) -> dict
     return {"model": store.info(manifest).model_dump(mode="json")}
 
 
+def check_import_root(source: Path, roots: list[Path]) -> Path:
+    """``source`` resolved, if it lies under one of ``roots`` (also resolved); else ``ImportNotAllowed``."""
+    real = source.resolve()
+    for root in roots:
+        if real.is_relative_to(root.resolve()):
+            return real
+    shown = ", ".join(str(root) for root in roots)
+    raise ImportNotAllowed(f"{source} is not under an allowed import root ({shown}); set import_roots to allow it")
+
+
+def fence_of(root: Path) -> Path:
+    """What links in ``root`` may point into: ``root`` itself, or an HF cache snapshot's repo folder."""
+    real = root.resolve()
+    if real.parent.name == "snapshots" and real.parent.parent.name.startswith("models--"):
+        return real.parent.parent
+    return real
+
+
 def list_model_files(root: Path) -> list[tuple[str, Path]]:
-    """Regular files under ``root`` (following symlinks, as in an HF snapshot), hidden ones skipped."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for filename in sorted(filenames):
-            if filename.startswith("."):
+    """Regular files under ``root``, hidden ones skipped; symlinks followed only while they stay inside.
+
+    Each directory is entered once, by (device, inode): a second link to a directory (or to
+    ``.``) adds nothing, so the walk is linear in the directory's real size.
+    """
+    fence = fence_of(root)
+    found: list[tuple[str, Path]] = []
+    seen: set[tuple[int, int]] = set()
+
+    def walk(directory: Path, prefix: str) -> None:
+        info = directory.stat()
+        if (info.st_dev, info.st_ino) in seen:
+            return
+        seen.add((info.st_dev, info.st_ino))
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            if entry.name.startswith("."):
                 continue
-            full = Path(dirpath) / filename
-            if full.is_file():
-                found.append((safe_relpath(full.relative_to(root).as_posix()), full))
+            path, relpath = Path(entry.path), prefix + entry.name
+            if entry.is_symlink():
+                try:
+                    target = path.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    continue  # dangling or a loop of links: nothing to import
+                if not target.is_relative_to(fence):
+                    raise UnsafeImport(
+                        f"{relpath} links outside {root} (to {target}); copy the file in or drop the link"
+                    )
+            if entry.is_dir():
+                walk(path, relpath + "/")
+            elif entry.is_file():
+                found.append((safe_relpath(relpath), path))
+
+    walk(root, "")
     return found
 
 
@@ -91,10 +140,11 @@ def place_blob(store: Store, repo: str, source: Path, link: bool, rep: Reporter)
 
 
 def _copy_blob(store: Store, repo: str, source: Path, rep: Reporter) -> str:
+    """Copy with the source's permission bits: a private file must not become a world-readable blob."""
     tmp = store.blobs_dir(repo) / f".import-{uuid.uuid4().hex}.tmp"
     hasher = Hasher()
     try:
-        with source.open("rb") as src, tmp.open("wb") as dst:
+        with source.open("rb") as src, open_like(tmp, src.fileno()) as dst:
             while chunk := src.read(READ_BYTES):
                 dst.write(chunk)
                 hasher.update(chunk)
@@ -107,6 +157,13 @@ def _copy_blob(store: Store, repo: str, source: Path, rep: Reporter) -> str:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def open_like(path: Path, source_fd: int) -> BinaryIO:
+    """Create ``path`` for writing with the permission bits of the open file ``source_fd``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, stat.S_IMODE(os.fstat(source_fd).st_mode))
+    return os.fdopen(fd, "wb")
 
 
 def commit_id(entries: list[FileEntry]) -> str:

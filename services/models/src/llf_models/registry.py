@@ -27,7 +27,7 @@ from llf_common.wire import (
 
 from llf_models.errors import InvalidInput, LockTimeout
 from llf_models.hub import RemoteRepo
-from llf_models.importing import default_import_name
+from llf_models.importing import check_import_root, default_import_name
 from llf_models.pulling import bytes_on_disk, check_disk
 from llf_models.queueing import make_job_id
 from llf_models.settings import ModelsSettings
@@ -206,6 +206,7 @@ class Registry:
         path = Path(request.path)
         if not path.is_absolute():
             raise InvalidInput(f"path must be absolute: {request.path}")
+        check_import_root(path, self.settings.allowed_import_roots())
         if not path.is_dir():
             raise NotFound(f"directory {request.path} not found (it must be visible to the registry and its workers)")
         name = request.name or default_import_name(request.path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
+from pathlib import Path
 
 from llf_common.settings import LLFSettings
 from pydantic import Field
@@ -46,6 +47,15 @@ class ModelsSettings(LLFSettings):
         2.0, description="How often a worker looks for jobs orphaned by a dead worker.", gt=0
     )
     cancel_wait_s: float = Field(3.0, description="How long DELETE of a job waits for it to stop.", ge=0)
+    import_roots: list[Path] | None = Field(
+        None, description="Directories imports may come from (default: your home, $LLF_HOME, the models dir)."
+    )
+
+    def allowed_import_roots(self) -> list[Path]:
+        """Where imports may read: the API runs as a service, and anyone with the key may call it."""
+        if self.import_roots is not None:
+            return [Path(root).expanduser() for root in self.import_roots]
+        return [Path.home(), self.home, self.models_path]
 
 
 @lru_cache(maxsize=1)
