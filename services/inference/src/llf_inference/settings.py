@@ -18,7 +18,6 @@ from llf_common.settings import LLFSettings
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from llf_inference.cpu import choose_dtype, host_cpu
-
 from llf_inference.keepalive import parse_keep_alive
 
 Device = Literal["cpu", "cuda"]
