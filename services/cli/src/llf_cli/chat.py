@@ -159,9 +159,25 @@ def read_piped(stream: TextIO, patience: float = 2.0) -> str:
     return stream.read()
 
 
-def pick_model(state: State, model: str | None) -> tuple[str, dict[str, Any]]:
-    """``-m``, else what the gateway already serves, else LLF_DEFAULT_MODEL; plus the status."""
-    status: dict[str, Any] = state.gateway.status()
+def pick_model(state: State, model: str | None) -> tuple[str, dict[str, Any] | None]:
+    """``-m``, else what the gateway already serves, else LLF_DEFAULT_MODEL; plus the status.
+
+    A plain OpenAI server (vllm-router in front of a Kubernetes fleet) has no ``/v1/status``: there
+    the model comes from its ``/v1/models`` and the status is ``None`` (the cluster decides what is
+    served, nothing is loaded on demand).
+    """
+    try:
+        status: dict[str, Any] = state.gateway.status()
+    except CLIError as exc:
+        if exc.status != 404:
+            raise
+        listed = state.gateway.request("GET", "/v1/models").get("data") or []
+        served = [m["id"] for m in listed if isinstance(m, dict) and m.get("id")]
+        if model or state.settings.default_model in served:
+            return model or state.settings.default_model, None
+        if not served:
+            raise CLIError(f"{state.settings.inference_url} serves no model (its /v1/models is empty)") from None
+        return served[0], None
     if model:
         return model, status
     served = status.get("models") or []
@@ -192,7 +208,8 @@ def run(
     if not repl and not question:
         raise CLIError("nothing to ask: give a PROMPT, pipe text in, or run `llf chat` in a terminal")
     name, status = pick_model(state, model)
-    flows.ensure_served(state, name, status=status)
+    if status is not None:
+        flows.ensure_served(state, name, status=status)
     conversation = Conversation(
         model=name,
         system=system,

@@ -319,10 +319,13 @@ def serve(state: State, model: str, replicas: int, wait: bool, as_json: bool) ->
 
     if state.registry.find_model(model) is None:
         raise CLIError(f"{model} is not downloaded; run `llf pull {model}` first (or `llf chat -m {model}`)")
-    if wait:
-        status = flows.serve(state, model, replicas=replicas)
-    else:
-        status = state.gateway.serve(model, replicas=replicas, wait=False)
+    try:
+        if wait:
+            status = flows.serve(state, model, replicas=replicas)
+        else:
+            status = state.gateway.serve(model, replicas=replicas, wait=False)
+    except CLIError as exc:
+        raise cluster_decides(state, exc) from None
     if as_json:
         render.print_json(status)
     elif wait:
@@ -345,12 +348,26 @@ def status(state: State, as_json: bool) -> None:
         if not as_json:
             render.status_view(state.settings.models_url, registry_up, state.settings.inference_url, None)
         raise
+    except CLIError as exc:
+        raise cluster_decides(state, exc) from None
     if as_json:
         render.print_json(data)
     else:
         render.status_view(state.settings.models_url, registry_up, state.settings.inference_url, data)
     if not registry_up:
         raise state.registry.unreachable()
+
+
+def cluster_decides(state: State, exc: CLIError) -> CLIError:
+    """A 404 from the inference URL: not the llf gateway but a plain OpenAI server (vllm-router)."""
+    if exc.status != 404:
+        return exc
+    return CLIError(
+        f"{state.settings.inference_url} has no /v1/status or /v1/serve: it is not the llf gateway but an"
+        " OpenAI server (vllm-router on Kubernetes?). There the cluster decides which models run and on"
+        " how many engines (kubectl, docs/kubernetes.md); `llf chat`, `llf pull` and `llf models` work.",
+        status=404,
+    )
 
 
 @cli.group()
