@@ -10,7 +10,9 @@ It imports nothing from the repository, so it runs from its path with any interp
 As a process it takes the engine's command line (``--model``, ``--served-model-name``, ``--port``, the
 rest ignored) and speaks the few routes the gateway uses: ``/health``, ``/v1/models``,
 ``/metrics``, ``/v1/chat/completions`` and ``/v1/completions`` (streamed or not, one SSE
-event per token like vLLM). Misbehaviour is chosen with environment variables:
+event per token like vLLM), and sleep mode's ``/sleep``, ``/wake_up`` and ``/is_sleeping``
+(asleep, it refuses completions). In-process, ``requests`` holds every completion body received.
+Misbehaviour is chosen with environment variables:
 
   FAKE_START_DELAY=S        sleep S seconds before listening (a slow engine)
   FAKE_FAIL="text"          print the text (\\n = newline) and exit FAKE_EXIT_CODE (default 1)
@@ -54,6 +56,8 @@ class FakeEngine:
         self.token_delay = float(os.environ.get("FAKE_TOKEN_DELAY", "0"))
         unhealthy = os.environ.get("FAKE_UNHEALTHY_AFTER")
         self.unhealthy_after = float(unhealthy) if unhealthy else None
+        self.requests: list[dict[str, Any]] = []
+        self.sleeping = False
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -73,6 +77,12 @@ class FakeEngine:
             await _respond(send, 200, json.dumps({"object": "list", "data": data}).encode())
         elif path == "/metrics":
             await _respond(send, 200, b"vllm:fake_metric 1.0\n", b"text/plain; version=0.0.4")
+        elif method == "POST" and path in ("/sleep", "/wake_up"):
+            self.sleeping = path == "/sleep"
+            _event(path.lstrip("/"))
+            await _respond(send, 200, json.dumps({"status": "sleeping" if self.sleeping else "awake"}).encode())
+        elif path == "/is_sleeping":
+            await _respond(send, 200, json.dumps({"is_sleeping": self.sleeping}).encode())
         elif method == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
             body = b""
             while True:
@@ -86,6 +96,10 @@ class FakeEngine:
 
     async def complete(self, request: dict[str, Any], chat: bool, receive: Any, send: Any) -> None:
         _event(f"request {request.get('model')}")
+        self.requests.append(request)
+        if self.sleeping:
+            await _respond(send, 503, b'{"error": {"message": "the engine is asleep", "code": 503}}')
+            return
         if request.get("model") not in (None, self.model):
             message = {"error": {"message": f"The model `{request.get('model')}` does not exist.", "code": 404}}
             await _respond(send, 404, json.dumps(message).encode())

@@ -188,11 +188,13 @@ class GatewayProcess:
         result: dict[str, Any] = response.json()
         return result
 
-    def serve(self, model: str, *, replicas: int = 1, wait: bool = True, timeout: float = 600.0) -> dict[str, Any]:
-        """``POST /v1/serve``; with ``wait``, returns once the model is ready (raises if it failed)."""
+    def serve(
+        self, model: str, *, replicas: int = 1, wait: bool = True, timeout: float = 600.0, replace: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /v1/serve`` (``replace``: swap that model out); with ``wait``, until ready (raises if it failed)."""
         response = httpx.post(
             f"{self.url}/v1/serve",
-            json={"model": model, "replicas": replicas, "wait": wait},
+            json={"model": model, "replicas": replicas, "wait": wait, "replace": replace},
             headers=self.headers,
             timeout=timeout,
         )
