@@ -15,6 +15,7 @@ from huggingface_hub import snapshot_download
 from tests.integration.conftest import TINY_REPO
 from tests.integration.models.helpers import files_under, sha256_of
 from tests.support.hub import HubStandIn
+from tests.support.net import wait_for
 from tests.support.registry import RegistryStack, wait_job
 
 pytestmark = pytest.mark.timeout(180)
@@ -30,14 +31,13 @@ def blob_dir(stack: RegistryStack, repo: str) -> Path:
     return stack.models_dir / ("models--" + repo.replace("/", "--")) / "blobs"
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+def group_gone(pgid: int) -> bool:
+    """No process is left in the group (a worker and its work horse share one)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def test_pull_of_tiny_model_is_ready_with_the_hubs_digests_in_a_valid_hf_cache(
@@ -103,17 +103,19 @@ def test_pull_resumes_from_the_partial_file_after_the_worker_is_sigkilled(
     size = 20 * MIB
     fresh_hub.add_large_file(unique_repo, "big.bin", size, seed=7)
     expected = fresh_hub.files(unique_repo)["big.bin"].sha256
-    fresh_hub.slow(unique_repo, "big.bin", 2 * MIB)  # ~10 s for the whole file
+    # The first GET stops at half the file and stays parked: the kill lands mid-file, always; the
+    # resumed GET is not held.
+    fresh_hub.hold(unique_repo, "big.bin", after_bytes=size // 2, times=1)
     partial = blob_dir(stack, unique_repo) / f"{expected}.incomplete"
 
     first = stack.start_worker()
     job_id = httpx.post(f"{stack.url}/v1/pulls", json={"repo": unique_repo}, timeout=30).json()["job_id"]
-    wait_for(lambda: partial.exists() and partial.stat().st_size >= size // 2, 30, "half of big.bin")
+    fresh_hub.wait_until_held(unique_repo, "big.bin", timeout=30)
+    wait_for(lambda: partial.exists() and partial.stat().st_size >= size // 2, 30, "half of big.bin on disk")
     first.kill()
+    wait_for(lambda: group_gone(first.process.pid), 10, "the killed worker's work horse to be gone too")
     at_kill = partial.stat().st_size
-    time.sleep(0.5)
-    assert partial.stat().st_size == at_kill, "the work horse kept writing after its worker was killed"
-    assert 0 < at_kill < size
+    assert at_kill == size // 2
 
     started = time.monotonic()
     stack.start_worker()
@@ -159,11 +161,12 @@ def test_cancel_of_a_running_pull_stops_it_within_two_seconds_and_keeps_the_part
     size = 16 * MIB
     fresh_hub.add_large_file(unique_repo, "big.bin", size, seed=8)
     digest = fresh_hub.files(unique_repo)["big.bin"].sha256
-    fresh_hub.slow(unique_repo, "big.bin", 2 * MIB)
+    fresh_hub.hold(unique_repo, "big.bin", after_bytes=2 * MIB)  # under way until canceled
     partial = blob_dir(stack, unique_repo) / f"{digest}.incomplete"
     stack.start_worker()
     job_id = httpx.post(f"{stack.url}/v1/pulls", json={"repo": unique_repo}, timeout=30).json()["job_id"]
-    wait_for(lambda: partial.exists() and partial.stat().st_size > MIB, 30, "download under way")
+    fresh_hub.wait_until_held(unique_repo, "big.bin", timeout=30)
+    wait_for(lambda: partial.exists() and partial.stat().st_size >= 2 * MIB, 30, "2 MiB of big.bin on disk")
 
     started = time.monotonic()
     response = httpx.delete(f"{stack.url}/v1/jobs/{job_id}", timeout=10)
@@ -171,6 +174,7 @@ def test_cancel_of_a_running_pull_stops_it_within_two_seconds_and_keeps_the_part
     wait_for(lambda: httpx.get(f"{stack.url}/v1/jobs/{job_id}").json()["state"] == "stopped", 2.0, "stopped")
     stopped_after = time.monotonic() - started
     size_then = partial.stat().st_size
+    fresh_hub.release(unique_repo, "big.bin")  # a download that survived the cancel would write on now
     time.sleep(0.6)
     assert partial.stat().st_size == size_then, "still downloading after cancel"
     assert stopped_after < 2.0

@@ -173,14 +173,15 @@ class HubStandIn:
         with self.faults.lock:
             self.faults.fail_with.setdefault((repo_id, path), []).extend([status] * times)
 
-    def hold(self, repo_id: str, path: str, after_bytes: int = 0) -> None:
-        """Every GET of ``path`` sends ``after_bytes`` body bytes, then waits until ``release()``.
+    def hold(self, repo_id: str, path: str, after_bytes: int = 0, times: int | None = None) -> None:
+        """Every GET of ``path`` (the next ``times`` GETs) sends ``after_bytes`` bytes, then waits for ``release()``.
 
         The deterministic way to have a download in flight: ``wait_until_held`` says when a
         stream is parked at the gate; ``release`` (or ``reset_faults``, or ``stop``) lets it finish.
+        With ``times=1`` a retry or a resume is served at once while the first GET stays parked.
         """
         with self.faults.lock:
-            self.faults.holds[(repo_id, path)] = Hold(after_bytes)
+            self.faults.holds[(repo_id, path)] = Hold(after_bytes, times)
 
     def release(self, repo_id: str | None = None, path: str | None = None) -> None:
         """Let the held streams of one file (every file: no arguments) go on; new GETs are not held."""

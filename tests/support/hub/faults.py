@@ -24,6 +24,7 @@ class Hold:
     """
 
     after_bytes: int
+    times: int | None = None  # how many more GETs to hold (None: every GET until released)
     released: threading.Event = field(default_factory=threading.Event)
     paused: int = 0
 
@@ -58,9 +59,14 @@ class Faults:
             return pending.pop(0) if pending else None
 
     def hold_for(self, key: FileKey) -> Hold | None:
+        """The hold a new GET of ``key`` must stop at, if any (counts down a hold of ``times`` GETs)."""
         with self.lock:
             hold = self.holds.get(key)
-            return hold if hold is not None and not hold.released.is_set() else None
+            if hold is None or hold.released.is_set() or hold.times == 0:
+                return None
+            if hold.times is not None:
+                hold.times -= 1
+            return hold
 
     def release(self, key: FileKey | None = None) -> None:
         """Let held streams of ``key`` (every file: ``None``) go on, and stop holding new ones."""
