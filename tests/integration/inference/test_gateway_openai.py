@@ -83,7 +83,7 @@ def test_bad_inputs_are_rejected_with_a_400_in_openai_format(
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert fragment in error["message"] and error["type"] == "invalid_request_error"
-    assert gateway.status()["models"] == [model]  # the engine is still serving
+    assert model in gateway.status()["models"]  # the engine is still serving
 
 
 def test_an_overlong_prompt_gets_the_engines_own_400(gateway: GatewayProcess, client: openai.OpenAI) -> None:

@@ -130,6 +130,8 @@ class Gateway:
         )
         if swap:
             old = replace if replace is not None and replace != model else model
+            if old != model:  # from now on, requests that name no model go to the new one
+                self._replacing.add(old)
             task: asyncio.Task[None] | None = self.lifecycle.adopt(model, self._swap(spec, replicas, old))
         else:
             task = self.lifecycle.load(model)
@@ -146,8 +148,6 @@ class Gateway:
 
     async def _swap(self, spec: EngineSpec, replicas: int | Literal["auto"], old: str) -> None:
         """The hot swap: the supervisor converges ``old``'s replicas into ``spec``'s."""
-        if old != spec.model:
-            self._replacing.add(old)
         try:
             await self.supervisor.serve(spec, replicas, replace=old)
             status = await self.supervisor.wait()
@@ -249,7 +249,7 @@ class Gateway:
                         name,
                         lambda: self._answer(endpoint, body, raw, name, keep_alive, started, held),
                         interval_s=self.settings.loading_comment_interval_s,
-                        on_done=lambda: [lease.release() for lease in held] and None,
+                        on_done=lambda: _release_all(held),
                     )
             return await self._answer(endpoint, body, raw, name, keep_alive, started, None)
         except LLFError as exc:
@@ -380,6 +380,11 @@ def policy(settings: InferenceSettings) -> Policy:
         keep_alive=None if settings.keep_alive is None else parse_keep_alive(settings.keep_alive),
         keep_alive_overrides=overrides,
     )
+
+
+def _release_all(leases: list[Lease]) -> None:
+    for lease in leases:
+        lease.release()
 
 
 def _quiet(task: asyncio.Task[None]) -> None:

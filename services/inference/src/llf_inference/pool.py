@@ -29,7 +29,7 @@ def model_states(views: Iterable[ModelView], supervisor: Supervisor) -> list[Mod
     return [
         ModelStatus(
             model=view.model,
-            state=view.state,
+            state=_state(view, supervisor),
             replicas=sum(r.model == view.model for r in supervisor.replicas),
             in_flight=view.in_flight,
             waiting=view.waiting,
@@ -41,15 +41,23 @@ def model_states(views: Iterable[ModelView], supervisor: Supervisor) -> list[Mod
     ]
 
 
+def _state(view: ModelView, supervisor: Supervisor) -> str:
+    """The lifecycle's state, corrected by the replicas: "loaded" needs a ready one."""
+    if view.state != "loaded":
+        return view.state
+    mine = [r.state for r in supervisor.replicas if r.model == view.model]
+    if not mine or "ready" in mine:
+        return "loaded"
+    return "failed" if all(s == "failed" for s in mine) else "loading"
+
+
 def model_entries(supervisor: Supervisor, views: Iterable[ModelView], available: Iterable[str]) -> list[dict[str, Any]]:
     """OpenAI's model list: the pool's models, then every other verified local one as ``available``."""
     data: list[dict[str, Any]] = []
     seen: set[str] = set()
     for view in views:
         ready = supervisor.ready(view.model)
-        state = "loaded" if view.state == "loaded" and ready else view.state
-        if view.state == "loaded" and not ready:
-            state = "loading"
+        state = _state(view, supervisor)
         created = int(min(r.created_at for r in ready)) if ready else 0
         entry: dict[str, Any] = {"id": view.model, "object": "model", "created": created, "owned_by": "llf"}
         if ready:

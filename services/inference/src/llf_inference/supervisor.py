@@ -301,7 +301,7 @@ class Supervisor:
         """Placements for the replicas a swap adds beside the ``kept`` ones."""
         if count != "auto" and count <= kept:
             return ()
-        more = "auto" if count == "auto" else count - kept
+        more: int | Literal["auto"] = "auto" if count == "auto" else count - kept
         return self._place(dataclasses.replace(self.wants[model], replicas=more))
 
     def _place(self, want: Want) -> tuple[Placement, ...]:
