@@ -426,3 +426,55 @@ async def _until(predicate: object) -> None:
     """Yield to the loop until ``predicate()`` holds (callers bound it with ``within``)."""
     while not predicate():  # type: ignore[operator]
         await asyncio.sleep(0)
+
+
+# ----------------------------------------------------------------- models the supervisor changed itself
+async def test_requests_for_a_model_being_swapped_in_wait_for_the_swap() -> None:
+    engines = FakeEngines()
+    life = lifecycle(engines)
+    swapped = asyncio.Event()
+
+    async def swap() -> None:
+        await swapped.wait()
+        engines.running.add("b/y")
+
+    done = life.adopt("b/y", swap())
+    request = asyncio.create_task(life.acquire("b/y"))
+    await within(_until(lambda: life.models()[0].waiting == 1), "the request to wait for the swap")
+    assert life.state("b/y") == "loading" and engines.log == []  # no second load of its own
+    swapped.set()
+    (await within(request, "the swapped-in model")).release()  # type: ignore[union-attr]
+    await within(done, "the swap task")
+    assert life.state("b/y") == "loaded" and life.held() == ["b/y"]
+    await life.close()
+
+
+async def test_a_failed_swap_leaves_a_failed_model_only_if_its_replicas_exist() -> None:
+    engines = FakeEngines()
+    life = lifecycle(engines)
+
+    async def fails() -> None:
+        raise EngineFailed("bad weights")
+
+    with pytest.raises(EngineFailed):
+        await within(life.adopt("b/y", fails()), "the failed swap")
+    assert life.models() == []  # nothing was started: nothing to show
+    engines.running.add("c/z")
+    with pytest.raises(EngineFailed):
+        await within(life.adopt("c/z", fails()), "the failed swap")
+    assert life.state("c/z") == "failed" and life.models()[0].error == "bad weights"
+    await life.close()
+
+
+async def test_a_model_the_supervisor_dropped_is_forgotten_and_loads_again_on_demand() -> None:
+    engines = FakeEngines()
+    life = lifecycle(engines)
+    engines.running.add("a/x")
+    life.track("a/x")
+    assert life.state("a/x") == "loaded" and life.held() == ["a/x"]
+    engines.running.discard("a/x")
+    life.dropped("a/x")
+    assert life.models() == []
+    (await use(life, "a/x")).release()
+    assert engines.log == ["start a/x", "ready a/x"]
+    await life.close()
