@@ -293,6 +293,11 @@ def _selector_kind_problems(
         if not chosen:
             return [f"{name_of(doc)}: selector {selector} matches no Service"]
         ports = {p.get("name") for s in chosen for p in s["spec"]["ports"]}
+        secrets = kinds.get("Secret", set())
+        for endpoint in spec["endpoints"]:
+            credentials = (endpoint.get("authorization") or {}).get("credentials")
+            if credentials and credentials["name"] not in secrets:
+                return [f"{name_of(doc)}: Secret {credentials['name']} (authorization) does not exist"]
         return [
             f"{name_of(doc)}: Service port {e['port']} missing" for e in spec["endpoints"] if e["port"] not in ports
         ]
