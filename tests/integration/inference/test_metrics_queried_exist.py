@@ -1,0 +1,99 @@
+"""Every metric the Grafana dashboard and the KEDA trigger query exists in a live scrape.
+
+The queries live in deploy/k8s/components (the dashboard JSON and the ScaledObject). Their metric
+names are checked against real scrapes: the gateway's /metrics, a real vLLM engine's /metrics (through
+the gateway's pass-through), the registry's /metrics and vllm-router's Prometheus port, with the
+router running on loopback in front of that engine and one request sent through it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import yaml
+
+from tests.integration.inference.conftest import API_KEY, ensure_served
+from tests.support.gateway import GatewayProcess
+from tests.support.k8s import K8S_DIR
+from tests.support.net import free_port, wait_for
+from tests.support.registry import RegistryStack
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+_NAME = re.compile(r"(?<![\w:])((?:vllm:|vllm_router_|llf_)[A-Za-z0-9_:]+)")
+
+
+def queried_metrics() -> set[str]:
+    dashboard = json.loads((K8S_DIR / "components" / "monitoring" / "llf-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    for path in (K8S_DIR / "components" / "keda").glob("scaledobject-*.yaml"):
+        exprs += [t["metadata"]["query"] for t in yaml.safe_load(path.read_text())["spec"]["triggers"]]
+    return {name for expr in exprs for name in _NAME.findall(expr)}
+
+
+def names(exposition: str) -> set[str]:
+    """Sample names of a Prometheus text exposition (``_bucket``/``_total`` included, as queried)."""
+    return {line.split("{")[0].split(" ")[0] for line in exposition.splitlines() if line and not line.startswith("#")}
+
+
+def chat(base_url: str, model: str) -> None:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    response = httpx.post(f"{base_url}/v1/chat/completions", json=body, headers=AUTH, timeout=120)
+    assert response.status_code == 200, response.text
+
+
+def router_scrape(engine_port: int, model: str, workdir: Path) -> str:
+    """vllm-router on loopback in front of the engine: one request through it, then its metrics."""
+    beside = Path(sys.executable).parent / "vllm-router"  # the venv's, also when it is not on PATH
+    binary = str(beside) if beside.exists() else shutil.which("vllm-router")
+    assert binary, "vllm-router is not installed (the dev group of pyproject.toml declares it)"
+    port, metrics_port = free_port(), free_port()
+    log = (workdir / "router.log").open("wb")
+    router = subprocess.Popen(
+        [binary, "--host", "127.0.0.1", "--port", str(port), "--worker-urls", f"http://127.0.0.1:{engine_port}",
+         "--policy", "round_robin", "--prometheus-host", "127.0.0.1", "--prometheus-port", str(metrics_port)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readiness", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, 60, "vllm-router's /readiness to answer 200", interval=0.5)
+        chat(f"http://127.0.0.1:{port}", model)
+        return httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    finally:
+        router.terminate()
+        try:
+            router.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            router.kill()
+            router.wait(timeout=15)
+        log.close()
+
+
+def test_every_metric_the_dashboard_and_keda_query_is_scraped_live(
+    gateway: GatewayProcess, inference_registry: RegistryStack, tmp_path: Path
+) -> None:
+    model = ensure_served(gateway)
+    chat(gateway.url, model)
+    replica = next(r for r in gateway.status()["replicas"] if r["model"] == model and r["state"] == "ready")
+    scraped = {
+        "gateway": names(httpx.get(f"{gateway.url}/metrics", headers=AUTH, timeout=10).text),
+        "engine": names(httpx.get(f"{gateway.url}/metrics/engine/{replica['id']}", headers=AUTH, timeout=10).text),
+        "registry": names(httpx.get(f"{inference_registry.url}/metrics", headers=AUTH, timeout=10).text),
+        "router": names(router_scrape(replica["port"], model, tmp_path)),
+    }
+    queried = queried_metrics()
+    assert {"vllm:num_requests_waiting", "llf_models_jobs", "vllm_router_processed_requests_total"} <= queried
+    every = set().union(*scraped.values())
+    missing = sorted(queried - every)
+    assert not missing, f"queried but not scraped: {missing}\nscraped: { {k: sorted(v) for k, v in scraped.items()} }"
