@@ -11,9 +11,13 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 from llf_inference.app import create_app
+from llf_inference.devices import GIB, CpuDevice, GpuDevice, Inventory
+from llf_inference.engine.spec import EngineSpec
 from llf_inference.gateway import Gateway
+from llf_inference.placement import Placement
 from llf_inference.replica import Replica
 from llf_inference.settings import InferenceSettings
+from llf_inference.supervisor import Supervisor, Want
 
 from tests.support.fake_engine import FakeEngine
 from tests.support.fake_gateway import MODEL, OTHER
@@ -120,9 +124,7 @@ async def test_models_lists_the_pool_then_every_verified_local_model_as_availabl
     assert data[0]["max_model_len"] == MAX_MODEL_LEN and data[0]["replicas"] == 1
 
 
-async def test_stop_unloads_one_model_and_an_unknown_one_is_a_404(
-    gateway: Gateway, client: httpx.AsyncClient
-) -> None:
+async def test_stop_unloads_one_model_and_an_unknown_one_is_a_404(gateway: Gateway, client: httpx.AsyncClient) -> None:
     ready_replica(gateway, MODEL)
     ready_replica(gateway, OTHER, "r1")
     status = (await client.delete(f"/v1/serve/{OTHER}")).json()
@@ -142,3 +144,52 @@ async def test_serve_validates_replicas_and_gpus(client: httpx.AsyncClient) -> N
     for body in ({"replicas": 0}, {"replicas": "many"}, {"gpus": [-1]}):
         response = await client.post("/v1/serve", json={"model": MODEL, **body})
         assert response.status_code == 422, body
+
+
+# ----------------------------------------------------------------- GPU: placement and sleep mode (fake inventory)
+def gpu_pool(make_settings: MakeSettings) -> tuple[Supervisor, InferenceSettings]:
+    settings = make_settings(device="cuda", sleep_mode=True)
+    one_gpu = Inventory(
+        gpus=(GpuDevice(0, "Fake 16G", "GPU-0", 16 * GIB, 16 * GIB),), cpu=CpuDevice((0, 1), 32 * GIB, 32 * GIB)
+    )
+    return Supervisor(settings, inventory=one_gpu), settings
+
+
+def hold(supervisor: Supervisor, settings: InferenceSettings, model: str, rid: str) -> Placement:
+    """``model`` (10 GiB of weights) placed and ready, as if its engine had started."""
+    spec = EngineSpec.from_settings(settings, model, settings.model_paths[model])
+    supervisor.want(Want(spec, 1, None, 10 * GIB))
+    assert supervisor.place(model) is None
+    [where] = supervisor._placed.pop(model)
+    replica = Replica(rid, supervisor._engine_spec(spec, where), settings)
+    replica.state = "ready"
+    supervisor.replicas.append(replica)
+    supervisor.placements[rid] = where
+    return where
+
+
+async def test_a_gpu_replica_gets_its_share_and_sleep_mode_on_the_command_line(make_settings: MakeSettings) -> None:
+    supervisor, settings = gpu_pool(make_settings)
+    where = hold(supervisor, settings, MODEL, "r0")
+    [replica] = supervisor.replicas
+    argv = replica.spec.command(8000)
+    assert where.gpus == (0,) and "--enable-sleep-mode" in argv
+    assert argv[argv.index("--gpu-memory-utilization") + 1] == str(where.gpu_memory_utilization)
+    env = replica.spec.environment({})
+    assert env["CUDA_VISIBLE_DEVICES"] == "0" and env["VLLM_SERVER_DEV_MODE"] == "1"
+
+
+async def test_an_asleep_model_frees_its_gpu_memory_for_placement_and_must_find_it_again_to_wake(
+    make_settings: MakeSettings,
+) -> None:
+    supervisor, settings = gpu_pool(make_settings)
+    hold(supervisor, settings, MODEL, "r0")
+    spec = EngineSpec.from_settings(settings, OTHER, settings.model_paths[OTHER])
+    supervisor.want(Want(spec, 1, None, 10 * GIB))
+    refusal = supervisor.place(OTHER)
+    assert refusal is not None and refusal.startswith(f"{OTHER} needs 1 GPU with") and "GPU0" in refusal
+    supervisor.asleep.add(MODEL)
+    assert supervisor.place(OTHER) is None  # the sleeping model's share is free
+    hold(supervisor, settings, OTHER, "r1")
+    refusal = supervisor.place(MODEL)
+    assert refusal is not None and refusal.startswith(f"{MODEL} needs") and "to wake" in refusal

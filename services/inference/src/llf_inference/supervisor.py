@@ -45,6 +45,7 @@ from llf_inference.placement import (
     Placement,
     PlacementRequest,
     estimate_memory,
+    gib,
     place,
 )
 from llf_inference.replica import Replica
@@ -100,6 +101,7 @@ class Supervisor:
         self._on_removed = on_removed
         self._placed: dict[str, tuple[Placement, ...]] = {}
         self._bases: dict[str, EngineSpec] = {}  # replica id -> the spec before placement
+        self.asleep: set[str] = set()  # models whose engines sleep (vLLM sleep mode)
         self._swap: asyncio.Task[None] | None = None
         self._next_id = 0
 
@@ -162,7 +164,12 @@ class Supervisor:
         self.wants[want.model] = want
 
     def place(self, model: str) -> str | None:
-        """None if every replica ``model`` wants fits on what is free now, else the one-line reason."""
+        """None if every replica ``model`` wants fits on what is free now, else the one-line reason.
+
+        An asleep model fits when the GPU memory its replicas held is free again.
+        """
+        if model in self.asleep:
+            return self._room_to_wake(model)
         want = self.wants[model]
         try:
             self._placed[model] = self._place(want)
@@ -188,6 +195,7 @@ class Supervisor:
 
     async def stop(self, model: str) -> None:
         await self._retire([r for r in self.replicas if r.model == model])
+        self.asleep.discard(model)
 
     def in_flight(self, model: str) -> int:
         return sum(r.in_flight for r in self.replicas if r.model == model)
@@ -200,9 +208,25 @@ class Supervisor:
 
     async def sleep(self, model: str) -> None:
         await self._engines_post(model, "/sleep?level=1")
+        self.asleep.add(model)  # its GPU memory counts as free from now on
 
     async def wake(self, model: str) -> None:
+        self.asleep.discard(model)
         await self._engines_post(model, "/wake_up")
+
+    def _room_to_wake(self, model: str) -> str | None:
+        inventory = self._devices()
+        others = self._live(exclude=model)
+        for replica in self.replicas:
+            where = self.placements.get(replica.id)
+            if replica.model != model or where is None:
+                continue
+            for index, need in zip(where.gpus, where.gpu_reserved_bytes, strict=True):
+                free = inventory.gpu(index).free_bytes - others.gpu_reserved(index)
+                if free < need:
+                    needed, left = gib(need, up=True), gib(max(free, 0))
+                    return f"{model} needs {needed} GiB on GPU{index} to wake; free: {left} GiB"
+        return None
 
     async def _engines_post(self, model: str, path: str) -> None:
         """POST ``path`` to every ready replica of ``model`` (vLLM's sleep-mode endpoints)."""
@@ -306,11 +330,8 @@ class Supervisor:
 
     def _place(self, want: Want) -> tuple[Placement, ...]:
         """Placements for ``want``'s replicas on what the live replicas leave free (``DoesNotFit``)."""
-        if callable(self._inventory):  # taken once: "free" is measured before our own engines use it
-            self._inventory = self._inventory()
-        inventory = self._inventory
-        held = [self.placements[r.id] for r in self.replicas if r.id in self.placements and r.state != "failed"]
-        live = Allocation(held)
+        inventory = self._devices()
+        live = self._live()
         options = want.spec.options
         cuda = self.settings.resolved_device == "cuda"
         memory = estimate_memory(
@@ -334,6 +355,23 @@ class Supervisor:
             return place(inventory, live, request, new_id=lambda k: f"r{first + k}")
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
+
+    def _devices(self) -> Inventory:
+        if callable(self._inventory):  # taken once: "free" is measured before our own engines use it
+            self._inventory = self._inventory()
+        return self._inventory
+
+    def _live(self, exclude: str | None = None) -> Allocation:
+        """The ledger: what live replicas hold (an asleep model's GPU memory is free; failed ones hold nothing)."""
+        held = []
+        for replica in self.replicas:
+            where = self.placements.get(replica.id)
+            if where is None or replica.state == "failed" or replica.model == exclude:
+                continue
+            if replica.model in self.asleep and where.device == "cuda":
+                continue
+            held.append(where)
+        return Allocation(held)
 
     def _add(self, spec: EngineSpec, placements: Iterable[Placement]) -> list[Replica]:
         new = []
