@@ -6,12 +6,18 @@ running (and holding the repo lock) while another job or an ``rm`` arrives.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from tests.integration.models.helpers import sha256_of
 from tests.support.hub import HubStandIn
 from tests.support.net import wait_for
 from tests.support.registry import RegistryStack, wait_job
@@ -98,3 +104,52 @@ def test_rm_refuses_while_a_dead_workers_pull_waits_to_be_requeued_and_force_can
             wait_for(lambda: True, 1, "time to pass")
             assert httpx.get(f"{stack.url}/v1/models/{repo}", timeout=10).status_code == 404
             assert not (repo_dir / "snapshots").exists(), "the deleted model came back"
+
+
+# ---------------------------------------------------------------- disk space of concurrent pulls
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs as the model store (root only: this suite runs as root in CI)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mountpoint = tmp_path / "small-disk"
+    mountpoint.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mountpoint)], check=True)
+    try:
+        yield mountpoint
+    finally:
+        for _ in range(20):
+            if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.25)
+        else:
+            subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_two_pulls_that_fit_one_at_a_time_do_not_both_start_filling_the_disk(
+    small_disk: Path, tmp_path: Path, redis_url: str, fresh_hub: HubStandIn
+) -> None:
+    first, second = unique("reserve-a"), unique("reserve-b")
+    for repo in (first, second):
+        fresh_hub.add_large_file(repo, "weights.bin", 5 * MIB, seed=41)  # 5 MiB each on an 8 MiB disk
+    fresh_hub.hold(first, "weights.bin", after_bytes=1 * MIB)
+    models_dir = small_disk / "models"
+    with RegistryStack(tmp_path / "r", redis_url=redis_url, hf_endpoint=str(fresh_hub.url),
+                       models_dir=models_dir) as stack:  # fmt: skip
+        stack.start_api()
+        stack.start_worker()
+        stack.start_worker()
+        running = pull(stack, first)["job_id"]
+        fresh_hub.wait_until_held(first, "weights.bin", timeout=30)
+
+        refused = wait_job(stack.url, pull(stack, second)["job_id"], timeout=60)
+        assert refused["state"] == "failed", refused
+        assert "reserved by other running pulls" in refused["error"], refused["error"]
+        assert fresh_hub.bytes_served(second) == 0, "the second pull started downloading"
+
+        fresh_hub.release(first, "weights.bin")
+        done = wait_job(stack.url, running, timeout=60)
+        assert done["state"] == "finished", done
+        expected = fresh_hub.files(first)["weights.bin"].sha256
+        assert sha256_of(models_dir / f"models--{first.replace('/', '--')}" / "blobs" / expected) == expected
+        stack.stop()  # nothing may hold the tmpfs when the fixture unmounts it

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from llf_models.download import Downloader, Target
-from llf_models.errors import ChecksumMismatch, CorruptFile, JobCanceled
+from llf_models.errors import ChecksumMismatch, CorruptFile, JobCanceled, PartialLost
 from llf_models.hub import HubAccessDenied, HubNotFound, HubUnavailable
 
 DATA = bytes(range(256)) * 1024  # 256 KiB
@@ -233,3 +233,83 @@ def test_a_wrong_content_range_is_retried(tmp_path: Path) -> None:
     t.partial.write_bytes(DATA[:10])
     downloader = Downloader(httpx2.Client(transport=httpx2.MockTransport(handler)), {}, sleep=lambda s: None)
     assert downloader.fetch(t) == SHA and calls == ["bytes=10-", "bytes=10-"]
+
+
+# ------------------------------------------------------------------ short writes, private partials
+class ShortWrites:
+    """An unbuffered file whose ``write`` takes at most ``limit`` bytes per call (a filling disk)."""
+
+    def __init__(self, path: Path, limit: int, lose: bool = False) -> None:
+        self.raw = path.open("r+b", buffering=0)
+        self.limit, self.lose = limit, lose
+
+    def write(self, data: bytes) -> int:
+        if self.lose:  # claims everything, keeps a part: what an unchecked short write leaves on disk
+            self.raw.write(bytes(data)[: self.limit])
+            return len(data)
+        return self.raw.write(bytes(data)[: self.limit]) or 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.raw, name)
+
+    def __enter__(self) -> ShortWrites:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.close()
+
+
+def test_short_writes_are_continued_until_each_piece_is_on_disk(tmp_path: Path, server: Server) -> None:
+    t = target(tmp_path)
+    downloader = make(server, opener=lambda path: ShortWrites(path, limit=1000))
+    assert downloader.fetch(t) == SHA
+    assert t.final.read_bytes() == DATA
+
+
+def test_a_file_shorter_on_disk_than_what_was_hashed_is_never_renamed_in(tmp_path: Path, server: Server) -> None:
+    t = target(tmp_path)
+    downloader = make(server, opener=lambda path: ShortWrites(path, limit=1000, lose=True))
+    with pytest.raises(CorruptFile, match="on disk"):
+        downloader.fetch(t)
+    assert not t.final.exists()
+    assert list(t.partial.parent.glob("*.incomplete")) == []
+
+
+def test_the_final_link_never_replaces_a_blob_another_writer_put_there(tmp_path: Path, server: Server) -> None:
+    t = target(tmp_path)
+    t.final.parent.mkdir(parents=True)
+    t.final.write_bytes(DATA)
+    before = t.final.stat().st_ino
+    assert make(server).fetch(t) == SHA
+    assert t.final.stat().st_ino == before
+    assert list(t.partial.parent.glob("*.incomplete")) == []
+
+
+def test_a_writer_whose_partial_was_taken_over_cannot_publish_it(tmp_path: Path, server: Server) -> None:
+    """The new writer copies what is on disk into a file of its own; the old one writes into the void."""
+    t = target(tmp_path)
+    server.ignore_range = True  # the new writer starts over at byte 0 while the old one is far along
+    pieces = []
+
+    def old_writer_paused() -> None:
+        pieces.append(1)
+        if len(pieces) == 10:  # the old writer is paused here; a new writer takes the download over
+            assert make(server).fetch(t) == SHA
+
+    with pytest.raises(PartialLost):
+        make(server, check_stop=old_writer_paused).fetch(t)
+    assert t.final.read_bytes() == DATA
+    assert list(t.partial.parent.glob("*.incomplete")) == []
+
+
+def test_the_stable_partial_name_is_what_a_resume_finds(tmp_path: Path, server: Server) -> None:
+    server.cut_after = [100_000, 0, 0]  # the first writer gets 100 kB, then the connection dies for good
+    with pytest.raises(HubUnavailable):
+        make(server, attempts=2).fetch(target(tmp_path))
+    t = target(tmp_path)
+    kept = t.partial.stat().st_size
+    assert kept >= 100_000
+    server.cut_after = []
+    assert make(server).fetch(t) == SHA
+    assert server.requests[-1].headers["range"] == f"bytes={kept}-"
+    assert list(t.partial.parent.glob("*.incomplete")) == []

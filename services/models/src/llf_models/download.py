@@ -6,10 +6,18 @@ has a stable name (``blobs/<etag>.incomplete``), every byte is written through t
 it arrives (so a kill loses at most the piece in flight), and a restart continues with an HTTP
 ``Range`` request from the partial's length.
 
+Each writer owns its bytes: it writes a file of its own (``blobs/<etag>.<writer>.incomplete``)
+to which the stable name is a second hard link. A writer that resumes copies what the stable
+name holds into a new file of its own, then points the stable name at it, so a writer that was
+presumed dead (paused past its lock) and wakes up writes into a file nobody will publish. Each
+piece is written until all of it is on disk (a filling disk writes short), and before publishing
+the file's size on disk must equal the expected size.
+
 The sha256 (and, for small non-LFS files, git's blob sha1) is computed as bytes arrive; only
 after a restart are the bytes already on disk read once to rebuild the hash state. A mismatch
 deletes the partial and raises ``ChecksumMismatch`` naming the file and both digests; a
-verified file is renamed into ``blobs/<etag>`` atomically.
+verified file is hard-linked into ``blobs/<etag>``, never over a blob that is already there
+(another writer verified it first), and only while the repo lock is still ours (``fence``).
 """
 
 from __future__ import annotations
@@ -19,20 +27,39 @@ import logging
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx2
 from huggingface_hub.utils import hf_raise_for_status
 
-from llf_models.errors import ChecksumMismatch, CorruptFile
+from llf_models.errors import ChecksumMismatch, CorruptFile, PartialLost
 from llf_models.hub import HubUnavailable, translate
 from llf_models.verify import READ_BYTES, Hasher
 
 log = logging.getLogger(__name__)
 
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+PARTIAL_SUFFIX = ".incomplete"
+Opener = Callable[[Path], BinaryIO]
+
+
+def open_partial(path: Path) -> BinaryIO:
+    """Unbuffered: each piece reaches the kernel before we ask the network for the next one."""
+    return path.open("r+b", buffering=0)
+
+
+def write_fully(out: BinaryIO, data: bytes) -> None:
+    """Write all of ``data``: a raw write may take only part of it (a filling disk, a signal)."""
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        if not written:
+            raise OSError(f"wrote nothing of {len(view)} bytes (disk full?)")
+        view = view[written:]
 
 
 @dataclass(frozen=True)
@@ -54,7 +81,8 @@ class Downloader:
 
     ``on_bytes(n, fresh)`` is called for every piece written (``fresh`` is False for bytes found
     in a partial file; the caller rate-limits what it does with it); ``check_stop()`` is called
-    just as often and raises to abort (cancel).
+    just as often and raises to abort (cancel, lost lock); ``fence()`` is called right before a
+    verified file is published and raises if this writer may no longer write (``LockLost``).
     """
 
     def __init__(
@@ -66,7 +94,9 @@ class Downloader:
         attempts: int = 5,
         on_bytes: Callable[[int, bool], None] = lambda n, fresh: None,
         check_stop: Callable[[], None] = lambda: None,
+        fence: Callable[[], None] = lambda: None,
         sleep: Callable[[float], None] = time.sleep,
+        opener: Opener = open_partial,
     ) -> None:
         self.client = client
         self.headers = headers
@@ -74,18 +104,21 @@ class Downloader:
         self.attempts = attempts
         self.on_bytes = on_bytes
         self.check_stop = check_stop
+        self.fence = fence
         self.sleep = sleep
+        self.opener = opener
         self.served_bytes = 0  # bytes received over the network by this downloader (for tests/metrics)
 
     def fetch(self, target: Target) -> str:
         """Download (or finish downloading) ``target``; return its sha256 hex digest."""
         target.partial.parent.mkdir(parents=True, exist_ok=True)
-        hasher = self._resume_state(target)
+        own = own_partial(target.partial)
+        hasher = self._resume_state(target, own)
         failures = 0
         while hasher.count < target.size:
             before = hasher.count
             try:
-                self._stream(target, hasher)
+                self._stream(target, own, hasher)
                 if hasher.count >= target.size:
                     break
                 raise HubUnavailable(f"{target.name}: connection closed after {hasher.count} of {target.size} bytes")
@@ -100,27 +133,31 @@ class Downloader:
                     extra={"file": target.name, "at": hasher.count, "error": type(exc).__name__},
                 )
                 self.sleep(min(2.0**failures, 10.0))
-        return self._finish(target, hasher)
+        return self._finish(target, own, hasher)
 
-    def _resume_state(self, target: Target) -> Hasher:
-        """Hash what a previous attempt (maybe another process) left in the partial file."""
+    def _resume_state(self, target: Target, own: Path) -> Hasher:
+        """Start a file of our own, holding (and hashing) what a previous writer left under the stable name."""
         hasher = Hasher(target.size if target.git_sha1 else None)
-        try:
-            have = target.partial.stat().st_size
-        except FileNotFoundError:
-            target.partial.touch()
-            return hasher
-        if have > target.size:
-            log.warning("partial larger than the file, starting over", extra={"file": target.name})
-            os.truncate(target.partial, 0)
-            return hasher
-        with target.partial.open("rb") as handle:
-            while chunk := handle.read(READ_BYTES):
-                hasher.update(chunk)
-                self.on_bytes(len(chunk), False)
+        with own.open("xb") as out:
+            try:
+                source = target.partial.open("rb")
+            except FileNotFoundError:
+                source = None
+            if source is not None:
+                with source:
+                    if os.fstat(source.fileno()).st_size > target.size:
+                        log.warning("partial larger than the file, starting over", extra={"file": target.name})
+                    else:
+                        while chunk := source.read(min(READ_BYTES, target.size - hasher.count)):
+                            write_fully(out, chunk)
+                            hasher.update(chunk)
+                            self.on_bytes(len(chunk), False)
+            out.flush()
+            os.fsync(out.fileno())
+        take_over(target.partial, own)
         return hasher
 
-    def _stream(self, target: Target, hasher: Hasher) -> None:
+    def _stream(self, target: Target, own: Path, hasher: Hasher) -> None:
         """One GET from ``hasher.count`` on, feeding ``hasher`` (reset if the server restarts at 0)."""
         headers = dict(self.headers)
         if not target.send_auth:
@@ -141,23 +178,28 @@ class Downloader:
                     hf_raise_for_status(response)
                 except Exception as exc:
                     raise translate(exc, target.name) from None
-            if offset and response.status_code == 200:
+            restart = bool(offset) and response.status_code == 200
+            if restart:
                 log.warning("server ignored Range, starting over", extra={"file": target.name})
-                os.truncate(target.partial, 0)
                 hasher.reset()
             elif offset:
                 self._check_content_range(target, response.headers.get("Content-Range"), offset)
-            # Unbuffered: each piece reaches the kernel before we ask for the next one.
-            with target.partial.open("r+b", buffering=0) as out:
+            try:
+                out = self.opener(own)
+            except FileNotFoundError:
+                raise PartialLost(f"{target.name}: another writer took this download over") from None
+            with out:
+                if restart:
+                    out.truncate(0)
                 out.seek(hasher.count)
                 for piece in response.iter_bytes():
                     if not piece:
                         continue
                     self.served_bytes += len(piece)
                     if hasher.count + len(piece) > target.size:
-                        self._discard(target)
+                        self._discard(target, own)
                         raise CorruptFile(target.name, f"the hub sent more than the expected {target.size} bytes")
-                    out.write(piece)
+                    write_fully(out, piece)
                     hasher.update(piece)
                     self.on_bytes(len(piece), True)
                     self.check_stop()
@@ -169,27 +211,79 @@ class Downloader:
         if match is None or int(match.group(1)) != offset:
             raise HubUnavailable(f"{target.name}: asked for bytes from {offset}, got Content-Range {header!r}")
 
-    def _finish(self, target: Target, hasher: Hasher) -> str:
+    def _finish(self, target: Target, own: Path, hasher: Hasher) -> str:
         digest = hasher.sha256.hexdigest()
         if hasher.count != target.size:
-            self._discard(target)
+            self._discard(target, own)
             raise CorruptFile(target.name, f"expected {target.size} bytes, got {hasher.count}")
         if target.sha256 is not None and digest != target.sha256:
-            self._discard(target)
+            self._discard(target, own)
             raise ChecksumMismatch(target.name, target.sha256, digest)
         if target.git_sha1 is not None and hasher.git_sha1 is not None:
             git_digest = hasher.git_sha1.hexdigest()
             if git_digest != target.git_sha1:
-                self._discard(target)
+                self._discard(target, own)
                 raise ChecksumMismatch(target.name, target.git_sha1, git_digest, algorithm="git blob sha1")
-        os.replace(target.partial, target.final)
+        try:
+            on_disk = own.stat().st_size
+        except FileNotFoundError:
+            raise PartialLost(f"{target.name}: another writer took this download over") from None
+        if on_disk != target.size:
+            self._discard(target, own)
+            raise CorruptFile(target.name, f"{on_disk} bytes on disk, {target.size} expected (was the disk full?)")
+        self.fence()
+        publish(own, target.final)
+        self._discard(target, own)
         fsync_dir(target.final.parent)
         return digest
 
     @staticmethod
-    def _discard(target: Target) -> None:
+    def _discard(target: Target, own: Path) -> None:
+        """Remove our file, and the stable name if it still points at it (not another writer's file)."""
         with contextlib.suppress(FileNotFoundError):
-            target.partial.unlink()
+            mine = own.stat()
+            if same_file(target.partial, mine):
+                target.partial.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            own.unlink()
+
+
+def own_partial(stable: Path) -> Path:
+    """``<etag>.<writer>.incomplete`` beside ``<etag>.incomplete``: a name no other writer uses."""
+    return stable.with_name(f"{stable.name.removesuffix(PARTIAL_SUFFIX)}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}")
+
+
+def take_over(stable: Path, own: Path) -> None:
+    """Point the stable name at ``own`` (atomically) and drop other writers' files of this blob."""
+    tmp = own.with_name(f".{own.name}.link")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.link(own, tmp)
+    os.replace(tmp, stable)
+    prefix = stable.name.removesuffix(PARTIAL_SUFFIX) + "."
+    for other in stable.parent.glob(prefix + "*" + PARTIAL_SUFFIX):
+        if other not in (stable, own):
+            with contextlib.suppress(FileNotFoundError):
+                other.unlink()
+
+
+def publish(own: Path, final: Path) -> None:
+    """Hard-link ``own`` as ``final``; a blob already there was verified by its writer and stays."""
+    try:
+        os.link(own, final)
+    except FileExistsError:
+        log.info("blob already in place", extra={"blob": final.name})
+    except OSError:  # a file system without hard links: a rename, unless the blob appeared
+        if not final.exists():
+            os.rename(own, final)
+
+
+def same_file(path: Path, info: os.stat_result) -> bool:
+    try:
+        other = path.stat()
+    except FileNotFoundError:
+        return False
+    return (other.st_dev, other.st_ino) == (info.st_dev, info.st_ino)
 
 
 def fsync_dir(path: Path) -> None:

@@ -60,6 +60,20 @@ class LockTimeout(LLFError):
     code = "locked"
 
 
+class LockLost(LLFError):
+    """This job's repo lock expired or was taken over (its worker looked dead): it must not write on.
+
+    Not permanent: the job was handed to another worker, and running it again is harmless.
+    """
+
+    status_code = 409
+    code = "lock_lost"
+
+
+class PartialLost(LockLost):
+    """Another writer took this download's partial file over (this one was presumed dead)."""
+
+
 class InvalidInput(LLFError):
     """Well-formed JSON whose values make no sense (relative import path, bad model id in a URL)."""
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from llf_common.wire import FileEntry
+from redis.exceptions import RedisError
 
 from llf_models.download import Downloader, Target
 from llf_models.errors import CorruptFile, DiskFull
 from llf_models.hub import HubClient, RemoteFile, RemoteRepo
 from llf_models.progress import Reporter
 from llf_models.scope import JobScope
+from llf_models.state import release_space, reserve_space
 from llf_models.store import Manifest, Store, now
 from llf_models.verify import architecture_of, architecture_warning, check_config, hash_file, summarize
 
@@ -42,8 +45,7 @@ def run_pull(
     remote = hub.resolve(repo, sha, allow_patterns, ignore_patterns)
     files = order_files(remote.files)
     needed = sum(f.size - bytes_on_disk(store, repo, f) for f in files)
-    check_disk(store, needed, settings.disk_margin_bytes)
-    with scope.lock(repo):
+    with reserved(scope, needed), scope.lock(repo):
         rep.phase("download", bytes_total=remote.total_bytes, files_total=len(files), bytes_done=0, files_done=0)
         downloader = Downloader(
             client,
@@ -89,13 +91,32 @@ def bytes_on_disk(store: Store, repo: str, remote_file: RemoteFile) -> int:
     return 0
 
 
-def check_disk(store: Store, needed: int, margin: int) -> None:
+def check_disk(store: Store, needed: int, margin: int, others: int = 0) -> None:
     free = store.free_bytes()
-    if free < needed + margin:
+    if free < needed + margin + others:
+        held = f", {human(others)} of it reserved by other running pulls" if others else ""
         raise DiskFull(
             f"not enough disk space in {store.root}: need {human(needed)} plus a {human(margin)} margin,"
-            f" {human(free)} free"
+            f" {human(free)} free{held}"
         )
+
+
+@contextlib.contextmanager
+def reserved(scope: JobScope, needed: int) -> Iterator[None]:
+    """Hold ``needed`` bytes of the disk for this pull while it runs (checked against other pulls' holds)."""
+    margin = scope.settings.disk_margin_bytes
+    if scope.job is None or scope.redis is None:  # run by hand: no other pulls to know about
+        check_disk(scope.store, needed, margin)
+        yield
+        return
+    ok, others = reserve_space(scope.redis, scope.job.id, needed, margin, scope.store.free_bytes())
+    if not ok:
+        check_disk(scope.store, needed, margin, others)  # raises DiskFull with the figures
+    try:
+        yield
+    finally:
+        with contextlib.suppress(RedisError):
+            release_space(scope.redis, scope.job.id)
 
 
 def human(n: int) -> str:

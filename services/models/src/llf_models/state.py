@@ -28,6 +28,9 @@ INDEX_MARKER = f"{PREFIX}:index:built"
 OUR_WORKERS = f"{PREFIX}:workers"
 
 
+RESERVATIONS = f"{PREFIX}:reserved"
+
+
 def alive_key(holder: str) -> str:
     return f"{PREFIX}:alive:{holder}"
 
@@ -48,6 +51,42 @@ _REFRESH = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+# Space still to be written by running pulls: job id -> bytes. Entries of jobs that are no longer
+# queued or running (killed, finished elsewhere) are dropped as they are met.
+_RESERVE = """
+local others = 0
+local entries = redis.call('hgetall', KEYS[1])
+for i = 1, #entries, 2 do
+  local job = entries[i]
+  if job ~= ARGV[1] then
+    local status = redis.call('hget', 'rq:job:' .. job, 'status')
+    if status == 'queued' or status == 'started' or status == 'scheduled' or status == 'deferred' then
+      others = others + tonumber(entries[i + 1])
+    else
+      redis.call('hdel', KEYS[1], job)
+    end
+  end
+end
+if others + tonumber(ARGV[2]) + tonumber(ARGV[3]) > tonumber(ARGV[4]) then return {0, others} end
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+return {1, others}
+"""
+
+
+def reserve_space(redis: Redis, job_id: str, needed: int, margin: int, free: int) -> tuple[bool, int]:
+    """Atomically: does ``needed`` fit beside what other running pulls reserved? If so, reserve it.
+
+    Returns (reserved, bytes other pulls hold). Each pull checks the disk against its own needs
+    only, so without this two concurrent pulls can each pass and together fill the disk.
+    """
+    ok, others = redis.eval(_RESERVE, 1, RESERVATIONS, job_id, needed, margin, free)
+    return bool(ok), int(others)
+
+
+def release_space(redis: Redis, job_id: str) -> None:
+    redis.hdel(RESERVATIONS, job_id)
 
 
 def release_if_held(redis: Redis, key: str, holder: str) -> bool:

@@ -5,6 +5,7 @@ and ``huggingface_hub.snapshot_download(cache_dir=..., local_files_only=True)`` 
 
     models--owner--name/blobs/<etag>                 file contents, named by sha256 (LFS) or git sha1
     models--owner--name/blobs/<etag>.incomplete      a download in progress (stable name: resumable)
+    models--owner--name/blobs/<etag>.<w>.incomplete  the same file under its writer's own name
     models--owner--name/snapshots/<sha>/<path>       relative symlinks into blobs/
     models--owner--name/refs/<revision>              the commit sha a branch or tag resolved to
     manifests/owner--name.json                       what we verified: the source of truth
