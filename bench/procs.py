@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,10 @@ import httpx
 import psutil
 
 from bench.report import PROFILES_DIR, ROOT
+from tests.support.net import free_port as free_port  # the one free_port; cases import it from here
 
 VENV_BIN = Path(sys.executable).parent
 ENGINE_PYTHON = ROOT / ".venv-engine" / "bin" / "python"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Proc:

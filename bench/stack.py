@@ -2,7 +2,8 @@
 
 Reusing ``tests/support`` (the same Redis, hub stand-in, registry and gateway runners the
 integration tests use) means a benchmark measures exactly what the tests exercise, and that
-there is one way to start each service in this repo.
+there is one way to start each service in this repo. The dependency goes one way only:
+``bench`` imports ``tests.support``; nothing under ``tests/`` imports ``bench``.
 """
 
 from __future__ import annotations

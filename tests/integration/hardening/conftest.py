@@ -1,10 +1,10 @@
 """Fixtures of the hardening suite: both services in-process (for fuzzing) or as real processes.
 
 In-process apps are built with ``create_app(settings)`` exactly as the services build them,
-on the session's real Redis and hub stand-in. The gateway's "engine" is the synthetic upstream
-of the benchmarks (``bench.upstream``, vLLM's command-line shape) launched by the real
-supervisor through ``engine_command``: every gateway route is reachable without a 40 s vLLM
-start, and what is under test is the gateway, not vLLM.
+on the session's real Redis and hub stand-in. The gateway's "engine" is the suite's fake engine
+(``tests/support/fake_engine.py``, vLLM's command-line shape) launched by the real supervisor
+through ``engine_command``: every gateway route is reachable without a 40 s vLLM start, and
+what is under test is the gateway, not vLLM.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ HF_TOKEN = "hf_hardeningSecretToken0123456789"
 UPSTREAM_MODEL = "llf-hardening/upstream"
 UPSTREAM_CONTEXT = 256
 REPO_ROOT = Path(__file__).resolve().parents[3]
+FAKE_ENGINE = REPO_ROOT / "tests" / "support" / "fake_engine.py"
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,7 @@ def upstream_model_dir(root: Path) -> Path:
 
 
 def upstream_command() -> list[str]:
-    return [sys.executable, "-m", "bench.upstream", "--max-len", str(UPSTREAM_CONTEXT)]
+    return [sys.executable, str(FAKE_ENGINE), "--max-model-len", str(UPSTREAM_CONTEXT)]
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from fastapi.testclient import TestClient
 
 from tests.integration.conftest import TINY_REPO
 from tests.integration.hardening.conftest import (
-    REPO_ROOT,
     UPSTREAM_CONTEXT,
     UPSTREAM_MODEL,
     upstream_command,
@@ -86,7 +85,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, registry: RegistryStack) -
         device="cpu",
         models_url=registry.url,
         engine_command=upstream_command(),
-        engine_env={"PYTHONPATH": str(REPO_ROOT)},
         model_paths={UPSTREAM_MODEL: str(upstream_model_dir(root))},
         serve_on_start=UPSTREAM_MODEL,
         readiness_timeout_s=30,

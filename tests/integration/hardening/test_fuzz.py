@@ -26,7 +26,6 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from tests.integration.hardening.conftest import (
     API_KEY,
-    REPO_ROOT,
     UPSTREAM_MODEL,
     unreachable_url,
     upstream_command,
@@ -141,7 +140,6 @@ def test_gateway_api_answers_generated_requests_without_5xx_and_as_documented(
         models_url=registry_process.url,
         api_key=None if mode == "no-key" else API_KEY,
         engine_command=upstream_command(),
-        engine_env={"PYTHONPATH": str(REPO_ROOT)},
         model_paths={UPSTREAM_MODEL: str(upstream_model_dir(tmp_path))},
         serve_on_start=UPSTREAM_MODEL,
         readiness_timeout_s=30,

@@ -79,7 +79,6 @@ def test_no_secret_appears_in_logs_job_meta_redis_errors_or_the_engine_environme
             "HF_TOKEN": HF_TOKEN,
             "LLF_LOG_LEVEL": "DEBUG",
             "LLF_INFERENCE_ENGINE_COMMAND": json.dumps(upstream_command()),
-            "LLF_INFERENCE_ENGINE_ENV": json.dumps({"PYTHONPATH": str(REPO_ROOT)}),
             "LLF_INFERENCE_MODEL_PATHS": json.dumps({UPSTREAM_MODEL: str(upstream_model_dir(tmp_path))}),
         },
     )
