@@ -210,7 +210,8 @@ class Lifecycle:
                 entry.state = "loaded"
                 entry.last_used = self._clock()
         finally:
-            entry.load = None
+            if entry.load is asyncio.current_task():  # not a later load that replaced this one
+                entry.load = None
             self._settle(entry)
 
     def dropped(self, model: str) -> None:
@@ -355,7 +356,8 @@ class Lifecycle:
                 await asyncio.shield(self._stop_engines(entry))
             raise
         finally:
-            entry.load = None
+            if entry.load is asyncio.current_task():  # not a later load that replaced this one
+                entry.load = None
             self._settle(entry)
 
     async def _admit(self, entry: _Entry, waking: bool) -> None:
