@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from llf_common.wire import TERMINAL_JOB_STATES
 
 from scripts.up.local import Supervisor
 from tests.support.hub import HubStandIn
+from tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "llf-soak/tiny"
@@ -45,12 +45,6 @@ MAX_GROWTH = 0.10
 DROPPED = ("LLF_DEFAULT_MODEL", "LLF_CONFIG", "LLF_API_KEY", "HF_TOKEN", "LLF_RUN_DIR", "LLF_MODELS_DIR")
 
 pytestmark = pytest.mark.timeout(1800)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.support.hub import HubStandIn
+from tests.support.net import wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.registry import RegistryStack, wait_job
 
@@ -37,16 +38,6 @@ def pull(stack: RegistryStack, repo: str) -> dict[str, Any]:
     answer = httpx.post(f"{stack.url}/v1/pulls", json={"repo": repo}, timeout=30)
     assert answer.status_code in (200, 202), answer.text
     return dict(answer.json())
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def progress(stack: RegistryStack, job_id: str) -> dict[str, Any]:
@@ -67,13 +58,13 @@ def test_sigkill_of_the_registry_api_mid_request_loses_no_job_and_hangs_no_clien
     repo = unique("api-kill")
     fresh_hub.add_tiny_model(repo)
     fresh_hub.add_large_file(repo, "weights.bin", 4 * MIB)
-    fresh_hub.slow(repo, "weights.bin", 1 * MIB)  # ~4 s of download: the kill lands mid-job
+    fresh_hub.hold(repo, "weights.bin", after_bytes=MIB)  # the job is mid-download until released
     repo_bytes = sum(meta.size for meta in fresh_hub.files(repo).values())
     with RegistryStack(tmp_path / "r", redis_url=redis_url, hf_endpoint=str(fresh_hub.url)) as stack:
         stack.start_api()
         stack.start_worker()
         job_id = pull(stack, repo)["job_id"]
-        wait_for(lambda: progress(stack, job_id).get("progress", {}).get("bytes_done"), 30, "download to start")
+        fresh_hub.wait_until_held(repo, "weights.bin", timeout=30)
         old_url = stack.url
 
         def hammer(i: int) -> str:
@@ -101,6 +92,7 @@ def test_sigkill_of_the_registry_api_mid_request_loses_no_job_and_hangs_no_clien
             outcomes = [f.result(timeout=30) for f in futures]
         assert any(o != "answered" for o in outcomes), "the kill did not land while requests were in flight"
 
+        fresh_hub.release(repo, "weights.bin")
         stack.start_api()  # a new API process (new port) on the same Redis and store
         job = wait_job(stack.url, job_id, timeout=90)
         assert job["state"] == "finished", job
@@ -121,16 +113,17 @@ def crash_redis_under_a_pull(
     for index, repo in enumerate(repos):
         hub.add_tiny_model(repo, seed=20 + index)
     hub.add_large_file(repos[0], "weights.bin", 4 * MIB)
-    hub.slow(repos[0], "weights.bin", 1 * MIB)
+    hub.hold(repos[0], "weights.bin", after_bytes=MIB)  # running through the whole outage
     stack.start_api()
     stack.start_worker()
     first = pull(stack, repos[0])["job_id"]
-    wait_for(lambda: progress(stack, first).get("progress", {}).get("bytes_done"), 30, "download to start")
+    hub.wait_until_held(repos[0], "weights.bin", timeout=30)
     jobs = [first, *(pull(stack, repo)["job_id"] for repo in repos[1:])]
     assert all(progress(stack, j)["state"] == "queued" for j in jobs[1:])
     redis_server.kill()  # a crash: only what the AOF already holds survives
-    time.sleep(1.0)
+    time.sleep(1.0)  # the outage being simulated lasts one second
     redis_server.start()
+    hub.release(repos[0], "weights.bin")
     return repos, jobs
 
 
@@ -203,16 +196,16 @@ def test_disk_full_during_a_pull_fails_it_clearly_and_lists_nothing_half_written
     repo = unique("disk-full")
     fresh_hub.add_tiny_model(repo)
     fresh_hub.add_large_file(repo, "weights.bin", 3 * MIB)  # fits when the pull starts
-    fresh_hub.slow(repo, "weights.bin", 1 * MIB)
+    fresh_hub.hold(repo, "weights.bin", after_bytes=MIB, times=1)  # the disk fills mid-file
     models_dir = small_disk / "models"
     with RegistryStack(tmp_path / "r", redis_url=redis_url, hf_endpoint=str(fresh_hub.url),
                        models_dir=models_dir) as stack:  # fmt: skip
         stack.start_api()
         stack.start_worker()
         job_id = pull(stack, repo)["job_id"]
-        wait_for(lambda: progress(stack, job_id).get("progress", {}).get("current_file") == "weights.bin"
-                 and progress(stack, job_id)["progress"]["bytes_done"] > 0, 30, "weights.bin to start")  # fmt: skip
+        fresh_hub.wait_until_held(repo, "weights.bin", timeout=30)
         filler = fill(small_disk)  # someone else fills the disk while we download
+        fresh_hub.release(repo, "weights.bin")
 
         job = wait_job(stack.url, job_id, timeout=120)
         assert job["state"] == "failed", job

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +15,7 @@ from redis import Redis
 from tests.integration.conftest import TINY_REPO
 from tests.integration.models.helpers import sha256_of
 from tests.support.hub import HubStandIn
+from tests.support.net import wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.registry import RegistryStack, import_tiny_model, wait_job
 
@@ -117,7 +117,7 @@ def test_models_and_a_queued_job_survive_a_redis_restart(
 
         redis_server.restart()
 
-        listed = wait_for_ok(lambda: httpx.get(f"{stack.url}/v1/models", timeout=10))
+        listed = wait_for(lambda: answers_ok(f"{stack.url}/v1/models"), 15, "the registry to answer after the restart")
         assert [m["name"] for m in listed.json()] == [TINY_REPO]
         job = httpx.get(f"{stack.url}/v1/jobs/{queued['job_id']}", timeout=10).json()
         assert job["state"] == "queued" and job["position"] == 0
@@ -133,17 +133,17 @@ def test_models_are_listed_from_disk_when_redis_lost_everything(stack: RegistryS
     assert [m["name"] for m in listed] == [TINY_REPO]
 
 
-def wait_for_ok(call, timeout: float = 15.0) -> httpx.Response:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response = call()
-            if response.status_code == 200 or time.monotonic() > deadline:
-                return response
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.1)
+def state(stack: RegistryStack, job_id: str) -> str:
+    return str(httpx.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).json()["state"])
+
+
+def answers_ok(url: str) -> httpx.Response | None:
+    """The 200 answer of ``GET url``, or ``None`` while the service cannot give one."""
+    try:
+        response = httpx.get(url, timeout=10)
+    except httpx.HTTPError:
+        return None
+    return response if response.status_code == 200 else None
 
 
 def test_delete_is_refused_while_the_gateway_serves_the_model_and_allowed_otherwise(
@@ -271,12 +271,16 @@ def test_two_revisions_of_one_repo_never_download_the_same_file_twice(
 ) -> None:
     first = fresh_hub.add_large_file(unique_repo, "big.bin", 6 * MIB, seed=11)
     fresh_hub.add_repo(unique_repo, {"README.md": b"second commit\n"}, keep_existing=True)
-    fresh_hub.slow(unique_repo, "big.bin", 6 * MIB)
+    # The first download of big.bin stays in flight until both jobs run: the second one meets it.
+    fresh_hub.hold(unique_repo, "big.bin", after_bytes=MIB, times=1)
     a = httpx.post(f"{stack.url}/v1/pulls", json={"repo": unique_repo, "revision": first}, timeout=30).json()
     b = httpx.post(f"{stack.url}/v1/pulls", json={"repo": unique_repo}, timeout=30).json()
     assert a["job_id"] != b["job_id"]
     stack.start_worker()
     stack.start_worker()
+    fresh_hub.wait_until_held(unique_repo, "big.bin", timeout=30)
+    wait_for(lambda: all(state(stack, j["job_id"]) == "started" for j in (a, b)), 30, "both jobs running")
+    fresh_hub.release(unique_repo, "big.bin")
     assert wait_job(stack.url, a["job_id"], timeout=60)["state"] == "finished"
     assert wait_job(stack.url, b["job_id"], timeout=60)["state"] == "finished"
     assert fresh_hub.gets(unique_repo, "big.bin") == 1  # the second job found the blob complete

@@ -9,17 +9,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
+from tests.support.net import wait_for
 from tests.support.registry import RegistryStack
 
 
 def test_sigterm_stops_an_idle_worker_at_once_and_cleanly(stack: RegistryStack) -> None:
     worker = stack.start_worker()
-    deadline = time.monotonic() + 30
-    while "cleaning registries" not in worker.log_path.read_text(errors="replace"):  # in RQ's loop: handlers set
-        assert time.monotonic() < deadline, worker.log_tail()
-        time.sleep(0.05)
+    wait_for(  # in RQ's loop: its signal handlers are set
+        lambda: "cleaning registries" in worker.log_path.read_text(errors="replace"),
+        30,
+        "the worker to enter RQ's loop",
+    )
     os.kill(worker.pid, signal.SIGTERM)
     try:
         code = worker.process.wait(5)

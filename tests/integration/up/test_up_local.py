@@ -11,11 +11,10 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,25 +24,11 @@ import pytest
 
 from scripts.up.local import Supervisor
 from tests.support.hub import HubStandIn
+from tests.support.net import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 PROGRAMS = ("redis", "models", "worker", "inference")
 DROPPED = ("LLF_DEFAULT_MODEL", "LLF_CONFIG", "LLF_API_KEY", "HF_TOKEN", "LLF_RUN_DIR", "LLF_MODELS_DIR")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def answers(url: str) -> bool:
