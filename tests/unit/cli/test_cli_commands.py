@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,9 +49,12 @@ def test_help_lists_every_command() -> None:
     assert all(sub in models_help for sub in ("ls", "info", "rm", "verify", "import"))
 
 
-def test_version_is_printed() -> None:
-    result = CliRunner().invoke(cli, ["--version"])
-    assert result.exit_code == 0 and "llf" in result.output
+def test_version_is_the_installed_packages() -> None:
+    """``--version`` and ``-V`` print the version pip/uv installed, not a string that drifted from it."""
+    expected = f"llf, version {importlib.metadata.version('llf-cli')}\n"
+    for flag in ("--version", "-V"):
+        result = CliRunner().invoke(cli, [flag])
+        assert (result.exit_code, result.output) == (0, expected)
 
 
 # ---------------------------------------------------------------- models
