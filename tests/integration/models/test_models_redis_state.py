@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from llf_common.errors import NotFound
-from llf_models.errors import LockTimeout
+from llf_models.errors import LockLost, LockTimeout
 from llf_models.queueing import JobQueue, make_job_id
 from llf_models.settings import ModelsSettings
 from llf_models.state import OUR_WORKERS, ModelIndex, RepoLock, alive_key, lock_key, release_locks_of
@@ -84,6 +84,38 @@ def test_a_lock_of_a_dead_holder_is_taken_over_at_once(redis: Redis) -> None:
         assert redis.get(lock_key("o/n")) == b"api-1" and redis.exists(alive_key("api-1"))
     assert time.monotonic() - started < 1
     assert not redis.exists(alive_key("api-1"))
+
+
+def test_a_holder_presumed_dead_fails_the_fence_after_its_lock_was_taken_over(redis: Redis) -> None:
+    redis.set(alive_key("w1"), "1")
+    old = RepoLock(redis, "o/n", "w1", ttl=1.5)
+    old.acquire()
+    old.check()  # held: no error
+    redis.delete(alive_key("w1"))  # w1 paused past its liveness TTL: a sweep releases its locks
+    release_locks_of(redis, "w1")
+    with RepoLock(redis, "o/n", "w2", announce=True, wait=5) as new:
+        with pytest.raises(LockLost):
+            old.check()  # asked right before a rename: the lock is w2's now
+        deadline = time.monotonic() + 5
+        while not old.lost.is_set():  # the refresher finds out too, and the download loop stops
+            assert time.monotonic() < deadline, "the refresher never noticed the lost lock"
+            time.sleep(0.05)
+        with pytest.raises(LockLost):
+            old.ensure_held()
+        new.check()
+    old.release()
+
+
+def test_the_same_holder_name_granted_again_does_not_revive_an_old_grant(redis: Redis) -> None:
+    redis.set(alive_key("w1"), "1")
+    first = RepoLock(redis, "o/n", "w1", ttl=5)
+    first.acquire()
+    redis.delete(lock_key("o/n"))  # expired (the holder was paused)
+    with RepoLock(redis, "o/n", "w1", ttl=5) as second:  # the same worker name, a new grant
+        second.check()
+        with pytest.raises(LockLost):
+            first.check()
+    first.release()
 
 
 def test_waiting_for_a_lock_calls_back_and_gets_it_when_released(redis: Redis) -> None:

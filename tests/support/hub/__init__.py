@@ -4,7 +4,7 @@ No PyPI package serves the Hub's download API with revisions, LFS metadata, Rang
 (hub mocks patch the client instead), so this is a small app under ``tests/``. Repos are
 generated on disk (``add_repo``, ``add_tiny_model``, ``add_large_file``); each call is a new
 commit that moves its branch while older shas stay served. Tests can break it on purpose
-(``corrupt``, ``throttle``/``slow``, ``interrupt``, ``fail``, gating), hold a download open until
+(``corrupt``, ``throttle``/``slow``, ``interrupt``, ``fail``, ``ignore_range``, gating), hold a download open until
 they release it (``hold``, ``wait_until_held``, ``release``), and read what it served (``gets``,
 ``bytes_served``, ``ranges``, ``requests``).
 
@@ -196,6 +196,11 @@ class HubStandIn:
     def wait_until_held(self, repo_id: str, path: str, timeout: float = 60.0) -> None:
         """Block until a GET of ``path`` is parked at its hold (``AssertionError`` after ``timeout``)."""
         wait_for(lambda: self.held(repo_id, path) > 0, timeout, f"a download of {repo_id}/{path} held by the hub")
+
+    def ignore_range(self, repo_id: str, path: str, ignore: bool = True) -> None:
+        """Answer GETs of ``path`` with 200 and the whole file, whatever their ``Range`` (some mirrors do)."""
+        with self.faults.lock:
+            (self.faults.ignore_range.add if ignore else self.faults.ignore_range.discard)((repo_id, path))
 
     def reset_faults(self) -> None:
         self.faults.reset()

@@ -328,7 +328,7 @@ def _file_response(
         headers["X-Linked-Size"] = str(meta.size)
     start, end, status = 0, meta.size - 1, 200
     range_header = request.headers.get("range")
-    if range_header and not head:
+    if range_header and not head and not hub.faults.ignores_range(key):
         parsed = _parse_range(range_header, meta.size)
         if parsed is None:
             headers["Content-Range"] = f"bytes */{meta.size}"

@@ -39,6 +39,7 @@ class Faults:
     throttle_bps: float | None = None
     interrupt_after: dict[FileKey, list[int]] = field(default_factory=dict)  # bytes, one entry per future GET
     fail_with: dict[FileKey, list[int]] = field(default_factory=dict)  # statuses, one entry per future request
+    ignore_range: set[FileKey] = field(default_factory=set)  # answer 200 with the whole file, like some mirrors
     tokens: set[str] = field(default_factory=set)
     holds: dict[FileKey, Hold] = field(default_factory=dict)
 
@@ -52,6 +53,10 @@ class Faults:
         with self.lock:
             pending = self.interrupt_after.get(key)
             return pending.pop(0) if pending else None
+
+    def ignores_range(self, key: FileKey) -> bool:
+        with self.lock:
+            return key in self.ignore_range
 
     def take_failure(self, key: FileKey) -> int | None:
         with self.lock:
@@ -90,6 +95,7 @@ class Faults:
             self.throttle_bps = None
             self.interrupt_after.clear()
             self.fail_with.clear()
+            self.ignore_range.clear()
 
 
 @dataclass

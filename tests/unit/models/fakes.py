@@ -13,7 +13,7 @@ from typing import Any
 
 from llf_common.errors import NotFound
 from llf_common.wire import JobInfo, Progress
-from llf_models.errors import LockTimeout
+from llf_models.errors import LockLost, LockTimeout
 from llf_models.hub import RemoteFile, RemoteRepo
 from llf_models.store import Manifest
 
@@ -128,17 +128,35 @@ class FakeGateway:
         return self.models
 
 
+class FakeLock:
+    """What a job holds while it writes; ``lose_after`` checks it is lost (its worker was presumed dead)."""
+
+    def __init__(self, lose_after: int | None = None) -> None:
+        self.lose_after = lose_after
+        self.checks = 0
+
+    def check(self) -> None:
+        self.checks += 1
+        if self.lose_after is not None and self.checks > self.lose_after:
+            raise LockLost("the write lock was lost (this worker was presumed dead); stopping")
+
+    def ensure_held(self) -> None:
+        if self.lose_after is not None and self.checks >= self.lose_after:
+            raise LockLost("the write lock was lost (this worker was presumed dead); stopping")
+
+
 class FakeLocks:
     def __init__(self) -> None:
         self.busy: set[str] = set()
         self.taken: list[str] = []
+        self.lock = FakeLock()
 
     @contextlib.contextmanager
-    def __call__(self, repo: str) -> Iterator[None]:
+    def __call__(self, repo: str) -> Iterator[FakeLock]:
         if repo in self.busy:
             raise LockTimeout(f"{repo} is being written by another job")
         self.taken.append(repo)
-        yield
+        yield self.lock
 
 
 def job(job_id: str, state: str, bytes_done: int = 0, **extra: Any) -> JobInfo:

@@ -19,6 +19,7 @@ from llf_models.errors import (
     DiskFull,
     ImportNotAllowed,
     JobCanceled,
+    LockLost,
     Missing,
     Superseded,
     UnsafeImport,
@@ -35,7 +36,7 @@ from llf_models.store import Store
 from llf_models.tinymodel import write_tiny_model
 from pydantic import SecretStr
 
-from tests.unit.models.fakes import SHA, FakeHub, FakeIndex, FakeLocks
+from tests.unit.models.fakes import SHA, FakeHub, FakeIndex, FakeLock, FakeLocks
 
 
 class FakeJob:
@@ -214,10 +215,10 @@ class RacingScope(Scope):
 
     def lock(self, repo: str) -> Any:  # type: ignore[override]
         @contextlib.contextmanager
-        def granted() -> Iterator[None]:
+        def granted() -> Iterator[FakeLock]:
             if self.meanwhile is not None:
                 self.meanwhile()
-            yield
+            yield FakeLock()
 
         return granted()
 
@@ -228,6 +229,36 @@ def racing_scope(tmp_path: Path, tiny: Path) -> RacingScope:
     racing = RacingScope(scope.settings, scope.store, None, Reporter(None, None), "test", None)  # type: ignore[arg-type]
     racing.index = scope.index
     return racing
+
+
+class LosingScope(Scope):
+    """A scope whose lock is lost after ``lose_after`` checks (the worker was paused past its TTL)."""
+
+    lose_after = 0
+
+    def lock(self, repo: str) -> Any:  # type: ignore[override]
+        @contextlib.contextmanager
+        def granted() -> Iterator[FakeLock]:
+            yield FakeLock(self.lose_after)
+
+        return granted()
+
+
+@pytest.mark.parametrize("lose_after", [0, 1, 3])
+def test_a_pull_that_lost_its_lock_stops_and_writes_no_ref_and_no_manifest(
+    tmp_path: Path, tiny: Path, lose_after: int
+) -> None:
+    base = make_scope(tmp_path)
+    scope = LosingScope(base.settings, base.store, None, Reporter(None, None), "test", None)  # type: ignore[arg-type]
+    scope.index = base.index
+    scope.lose_after = lose_after
+    with pytest.raises(LockLost):
+        pull(scope, TinyHub(tiny))
+    assert scope.store.read_manifest("o/tiny") is None
+    assert not scope.store.ref_path("o/tiny", "main").exists()
+    assert scope.index.get("o/tiny") is None  # type: ignore[attr-defined]
+    if lose_after == 0:  # lost before the first file: nothing published at all
+        assert [b for b in scope.store.blobs_dir("o/tiny").iterdir() if "." not in b.name] == []
 
 
 def test_a_verify_that_waited_behind_rm_does_not_list_the_deleted_model_again(tmp_path: Path, tiny: Path) -> None:

@@ -45,21 +45,25 @@ def run_import(scope: JobScope, path: str, name: str, link: bool = True) -> dict
     total = sum(p.stat().st_size for _, p in files)
     if not link:
         check_disk(store, total, scope.settings.disk_margin_bytes)
-    with scope.lock(name):
+    with scope.lock(name) as lock:
         rep.phase("download", bytes_total=total, files_total=len(files), bytes_done=0, files_done=0)
         entries, blobs = [], {}
         for relpath, file_path in files:
             rep.file_started(relpath)
+            lock.check()
             digest = place_blob(store, name, file_path, link, rep)
             entries.append(FileEntry(path=relpath, size=file_path.stat().st_size, sha256=digest, lfs=False))
             blobs[relpath] = digest
             rep.file_done()
         sha = commit_id(entries)
+        lock.check()
         for entry in entries:
             store.link_snapshot(name, sha, entry.path, blobs[entry.path])
         rep.phase("verify")
         manifest = build_manifest(store, name, "main", sha, "import", entries, blobs, rep)
+        lock.check()
         store.write_ref(name, "main", sha)
+        lock.check()
         store.write_manifest(manifest)
         scope.index.put(manifest)
         rep.phase("done")

@@ -57,7 +57,7 @@ def run_verify(scope: JobScope, repo: str) -> dict[str, Any]:
     asked = store.read_manifest(repo)
     if asked is None:
         raise Missing(f"model {repo} not found")
-    with scope.lock(repo):
+    with scope.lock(repo) as lock:
         manifest = store.read_manifest(repo)
         if manifest is None:
             raise Missing(f"model {repo} was deleted while this verify waited")
@@ -78,6 +78,7 @@ def run_verify(scope: JobScope, repo: str) -> dict[str, Any]:
                 problems.append(FileProblem(exc.path, exc.reason))
         if problems:
             described = [p.describe() for p in problems]
+            lock.check()
             for problem in problems:  # drop bad blobs so the next pull fetches them again
                 blob_name = manifest.blobs.get(problem.path)
                 if blob_name and problem.problem != "missing":
@@ -96,6 +97,7 @@ def run_verify(scope: JobScope, repo: str) -> dict[str, Any]:
             )
         manifest.verified_at = now()
         manifest.warnings = [w for w in manifest.warnings if "mismatch" not in w and "missing" not in w]
+        lock.check()
         store.write_manifest(manifest)
         scope.index.put(manifest)
         rep.phase("done")

@@ -45,20 +45,27 @@ def run_pull(
     remote = hub.resolve(repo, sha, allow_patterns, ignore_patterns)
     files = order_files(remote.files)
     needed = sum(f.size - bytes_on_disk(store, repo, f) for f in files)
-    with reserved(scope, needed), scope.lock(repo):
+    with reserved(scope, needed), scope.lock(repo) as lock:
         rep.phase("download", bytes_total=remote.total_bytes, files_total=len(files), bytes_done=0, files_done=0)
+
+        def check_stop() -> None:
+            rep.check_cancel()
+            lock.ensure_held()
+
         downloader = Downloader(
             client,
             hub.headers(),
             timeout=settings.hub_timeout_s,
             attempts=settings.download_attempts,
             on_bytes=rep.advance,
-            check_stop=rep.check_cancel,
+            check_stop=check_stop,
+            fence=lock.check,
         )
         entries = []
         for remote_file in files:
             rep.file_started(remote_file.path)
             digest = fetch_file(store, hub, downloader, remote, remote_file, rep)
+            lock.check()
             store.link_snapshot(repo, sha, remote_file.path, remote_file.etag)
             entries.append(FileEntry(path=remote_file.path, size=remote_file.size, sha256=digest, lfs=remote_file.lfs))
             rep.file_done()
@@ -68,7 +75,9 @@ def run_pull(
                     rep.warn(arch_warning)
         rep.phase("verify")
         manifest = build_manifest(store, repo, revision, sha, "hub", entries, {f.path: f.etag for f in files}, rep)
+        lock.check()
         store.write_ref(repo, revision, sha)
+        lock.check()
         store.write_manifest(manifest)
         scope.index.put(manifest)
         rep.phase("done")
@@ -141,6 +150,7 @@ def fetch_file(
         if hasher.git_sha1 is not None and hasher.git_sha1.hexdigest() == f.etag:
             rep.advance(f.size, False)
             return hasher.sha256.hexdigest()
+        downloader.fence()
         blob.unlink()
     location = hub.locate(remote.repo, remote.sha, f.path)
     if location.size is not None and location.size != f.size:

@@ -17,7 +17,7 @@ from types import TracebackType
 from redis import Redis
 from redis.exceptions import RedisError
 
-from llf_models.errors import LockTimeout
+from llf_models.errors import LockLost, LockTimeout
 from llf_models.store import Manifest, Store
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,10 @@ def lock_key(repo: str) -> str:
     return f"{PREFIX}:lock:{repo}"
 
 
+def generation_key(repo: str) -> str:
+    return f"{PREFIX}:lockgen:{repo}"
+
+
 def cancel_key(job_id: str) -> str:
     return f"{PREFIX}:cancel:{job_id}"
 
@@ -47,8 +51,13 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+# Fencing: KEYS[2] counts how often the lock was granted; a holder that was granted generation g
+# may write only while the lock still names it *and* the count is still g. A holder presumed dead
+# (its lock taken over) and later woken fails this check even if its name were reused.
 _REFRESH = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+if redis.call('get', KEYS[1]) == ARGV[1] and redis.call('get', KEYS[2]) == ARGV[3] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
 return 0
 """
 
@@ -149,6 +158,12 @@ class RepoLock:
     The key expires after ``ttl`` seconds unless refreshed; a background thread refreshes it
     while held. If the holder's liveness key is gone (its worker was SIGKILLed), the lock is
     taken over immediately instead of waiting for the expiry.
+
+    A holder can lose the lock while it still runs (paused past its liveness TTL, then woken), so
+    every grant gets a generation (a fencing token): ``check()`` asks Redis whether the lock is
+    still this holder's at this generation and raises ``LockLost`` otherwise; writers call it
+    right before every rename, link, ref and manifest write, and ``ensure_held()`` (no Redis
+    round trip: the refresh thread's verdict) between the pieces of a download.
     """
 
     def __init__(
@@ -170,6 +185,9 @@ class RepoLock:
         self.wait = wait
         self.on_wait = on_wait
         self.announce = announce  # set our own liveness key (holders that are not workers)
+        self.gen_key = generation_key(repo)
+        self.generation = ""
+        self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -192,6 +210,8 @@ class RepoLock:
             if self.on_wait is not None:
                 self.on_wait()
             time.sleep(0.2)
+        self.generation = str(self.redis.incr(self.gen_key))
+        self.lost.clear()
         self._stop.clear()
         self._thread = threading.Thread(target=self._refresh, name=f"lock-{self.repo}", daemon=True)
         self._thread.start()
@@ -202,11 +222,31 @@ class RepoLock:
             try:
                 if self.announce:
                     self.redis.set(alive_key(self.holder), "1", px=self.ttl_ms)
-                if not self.redis.eval(_REFRESH, 1, self.key, self.holder, self.ttl_ms):
-                    log.warning("lost repo lock", extra={"repo": self.repo})
+                if not self._still_ours():
+                    self.lost.set()
+                    log.warning("lost repo lock: this job stops writing", extra={"repo": self.repo})
                     return
             except RedisError as exc:  # pragma: no cover - transient; the next tick retries
                 log.warning("lock refresh failed", extra={"repo": self.repo, "error": str(exc)})
+
+    def _still_ours(self) -> bool:
+        return bool(self.redis.eval(_REFRESH, 2, self.key, self.gen_key, self.holder, self.ttl_ms, self.generation))
+
+    def check(self) -> None:
+        """Raise ``LockLost`` unless the lock is still ours, asking Redis now (call before each write)."""
+        try:
+            ours = not self.lost.is_set() and self._still_ours()
+        except RedisError as exc:
+            why = type(exc).__name__
+            raise LockLost(f"cannot confirm the write lock of {self.repo} is still held ({why})") from exc
+        if not ours:
+            self.lost.set()
+            raise LockLost(f"the write lock of {self.repo} was lost (this worker was presumed dead); stopping")
+
+    def ensure_held(self) -> None:
+        """Raise ``LockLost`` if the refresh thread found the lock gone (no Redis round trip)."""
+        if self.lost.is_set():
+            raise LockLost(f"the write lock of {self.repo} was lost (this worker was presumed dead); stopping")
 
     def release(self) -> None:
         self._stop.set()

@@ -13,6 +13,13 @@ The work horse (RQ forks one per job, in its own process group) asks the kernel 
 if its parent dies, so killing a worker never leaves a download running unsupervised. After a
 horse dies (cancel, timeout, crash), the worker drops the repo locks the horse held.
 
+A worker that is only paused (``docker pause``, SIGSTOP, a stalled VM) looks dead too, and wakes
+up later with its horse mid-download. So the sweep SIGKILLs the horse of a worker it judges dead
+before requeueing its job (when the horse runs on this host: its pid and start time are in
+Redis) and marks the job as handed on; the woken worker records no outcome or retry for that job
+(it belongs to another worker now) and rejoins as a live worker. A horse on another host that
+wakes up meets the repo lock's fencing token (``state.RepoLock.check``) before any write.
+
 RQ's work loop quits on any Redis error met outside its dequeue wait (a heartbeat while a job
 runs, maintenance). A Redis restart is not a reason for the worker process to die, so ``serve``
 runs the loop again under a new worker identity once Redis answers: the horse that lost its
@@ -25,13 +32,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from llf_common.errors import ConfigError
@@ -60,6 +70,54 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def horse_key(worker_name: str) -> str:
+    return f"{PREFIX}:horse:{worker_name}"
+
+
+def process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (to tell a reused pid apart), ``None`` if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def record_horse(redis: Redis, worker_name: str, pid: int, ttl_s: float) -> None:
+    """Where this worker's horse runs, so that a sweep can stop it if the worker looks dead."""
+    value = json.dumps({"host": socket.gethostname(), "pid": pid, "start": process_start(pid)})
+    redis.set(horse_key(worker_name), value, ex=max(60, int(ttl_s)))
+
+
+def kill_horse_of(redis: Redis, worker_name: str) -> bool:
+    """SIGKILL the work horse of a worker judged dead, if it runs on this host; True if one was killed.
+
+    SIGKILL ends a stopped process too, so a paused worker's download cannot resume when it wakes.
+    """
+    raw = redis.get(horse_key(worker_name))
+    if raw is None:
+        return False
+    try:
+        horse = json.loads(raw)
+        pid = int(horse["pid"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    if horse.get("host") != socket.gethostname() or horse.get("start") is None:
+        return False
+    if process_start(pid) != horse["start"]:
+        return False  # gone, or the pid now belongs to another process
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+        log.warning("killed the work horse of a worker presumed dead", extra={"worker": worker_name, "pid": pid})
+        return True
+    return False
+
+
+def handed_key(worker_name: str, job_id: str) -> str:
+    """Set when a sweep hands ``job_id`` from ``worker_name`` (presumed dead) to the queue again."""
+    return f"{PREFIX}:handed:{worker_name}:{job_id}"
+
+
 def requeue_orphans(redis: Redis, queue: Queue) -> list[str]:
     """Hand jobs started by dead llf workers to RQ's abandoned-job handling; return their ids.
 
@@ -77,7 +135,9 @@ def requeue_orphans(redis: Redis, queue: Queue) -> list[str]:
             continue
         orphans.append((job_id, execution_id))
         if worker_name:
+            redis.set(handed_key(worker_name, job_id), "1", ex=7 * 86400)
             redis.srem(OUR_WORKERS, worker_name)
+            kill_horse_of(redis, worker_name)  # before anyone else may take its locks and its job
             release_locks_of(redis, worker_name)
     if not orphans:
         return []
@@ -101,9 +161,15 @@ class Liveness(threading.Thread):
         self.redis = Redis.from_url(settings.redis_url)
         self.queue = Queue(queue_name, connection=self.redis, serializer=JSONSerializer)
         self.ttl_ms = int(settings.worker_alive_ttl_s * 1000)
+        self.joined = False  # set once the worker registered among ours
 
     def beat(self) -> None:
         self.redis.set(alive_key(self.worker_name), "1", px=self.ttl_ms)
+        if self.joined and not self.redis.sismember(OUR_WORKERS, self.worker_name):
+            # A sweep judged us dead while we were paused: our job went back to the queue (and our
+            # horse was killed if it runs here). We are alive now, so we are judged like any worker.
+            log.warning("this worker was presumed dead (paused?); rejoining", extra={"worker": self.worker_name})
+            self.redis.sadd(OUR_WORKERS, self.worker_name)
 
     def sweep(self) -> None:
         """One maintenance pass, by one worker at a time."""
@@ -153,6 +219,7 @@ class ModelsWorker(Worker):
         self.liveness = Liveness(self.name, self.llf_settings.queue_name, self.llf_settings)
         self.liveness.beat()
         self.connection.sadd(OUR_WORKERS, self.name)
+        self.liveness.joined = True
         self.liveness.sweep()  # jobs left by a worker killed before we started
         self.liveness.start()
         try:
@@ -169,12 +236,46 @@ class ModelsWorker(Worker):
         die_with_parent()
         super().main_work_horse(job, queue)
 
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
+        super().fork_work_horse(job, queue)
+        with contextlib.suppress(RedisError):
+            record_horse(self.connection, self.name, self.horse_pid, self.llf_settings.job_timeout_s + 60)
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
             super().execute_job(job, queue)
         finally:
             with contextlib.suppress(RedisError):
-                release_locks_of(self.connection, self.name)
+                self.connection.delete(horse_key(self.name))
+                if not self.handed_on(job):  # otherwise the locks may be another worker's by now
+                    release_locks_of(self.connection, self.name)
+
+    def handed_on(self, job: Job) -> bool:
+        """Did a sweep judge this worker dead (paused past its TTL) and hand ``job`` to another?"""
+        return bool(self.connection.exists(handed_key(self.name, job.id)))
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
+    ) -> None:
+        if self._left_behind(job):
+            return
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
+        if self._left_behind(job):
+            return
+        super().handle_job_success(job, queue, started_job_registry)
+
+    def _left_behind(self, job: Job) -> bool:
+        """A worker presumed dead must not record an outcome (or a retry) for a job that now runs elsewhere."""
+        try:
+            handed = self.handed_on(job)
+        except RedisError:
+            return False
+        if handed:
+            log.warning("this job was handed to another worker while this one was paused; leaving it alone",
+                        extra={"worker": self.name, "job": job.id})  # fmt: skip
+        return handed
 
 
 def build_worker(settings: ModelsSettings, name: str | None = None) -> ModelsWorker:
