@@ -49,6 +49,22 @@ async def test_a_verified_model_resolves_to_its_path_with_the_api_key(
     assert seen[0].headers["authorization"] == "Bearer k"
 
 
+async def test_a_newer_registrys_record_with_unknown_keys_at_any_depth_still_resolves(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    directory = model_dir(tmp_path, "o/m")
+    newer = record(directory, files=[{"path": "config.json", "size": 2, "storage_class": "hot"}], lineage={"a": 1})
+    resolver, _ = answering(make_settings(), lambda request: httpx.Response(200, json=newer))
+    info = await resolver.resolve("o/m")
+    assert info.path == str(directory) and info.files[0].path == "config.json"
+
+
+async def test_a_record_that_is_not_an_object_is_an_upstream_error(make_settings: MakeSettings) -> None:
+    resolver, _ = answering(make_settings(), lambda request: httpx.Response(200, json=["o/m"]))
+    with pytest.raises(UpstreamError, match="unreadable record"):
+        await resolver.resolve("o/m")
+
+
 async def test_an_unverified_model_is_refused_with_409_naming_the_verify_command(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:

@@ -97,11 +97,9 @@ class RegistryResolver:
             raise NotFound(f"model {model} is not in the registry; pull it first: `llf pull {model}`")
         if response.status_code != 200:
             raise UpstreamError(f"the model registry answered {response.status_code} for {model}: {_detail(response)}")
-        try:
-            data = response.json()
-            known = {key: value for key, value in data.items() if key in ModelInfo.model_fields}
-            return ModelInfo.model_validate(known)
-        except (ValueError, AttributeError) as exc:
+        try:  # a newer registry's extra keys are ignored by the wire model (at every depth)
+            return ModelInfo.model_validate_json(response.content)
+        except ValueError as exc:
             raise UpstreamError(f"the model registry sent an unreadable record for {model}: {exc}") from None
 
 
