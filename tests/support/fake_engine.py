@@ -11,7 +11,12 @@ As a process it takes the engine's command line (``--model``, ``--served-model-n
 rest ignored) and speaks the few routes the gateway uses: ``/health``, ``/v1/models``,
 ``/metrics``, ``/v1/chat/completions`` and ``/v1/completions`` (streamed or not, one SSE
 event per token like vLLM), and sleep mode's ``/sleep``, ``/wake_up`` and ``/is_sleeping``
-(asleep, it refuses completions). In-process, ``requests`` holds every completion body received.
+(asleep, it refuses completions), plus the model-addressed extras the gateway relays as they are:
+``/v1/embeddings``, ``/v1/rerank`` (and ``/rerank``), ``/v1/score``, ``/tokenize``,
+``/detokenize``, ``/v1/responses`` (ids ``resp_<n>``) and the multipart ``/v1/audio/*``
+(answering with the upload's size); any other path is a 404, as vLLM's would be.
+In-process, ``requests`` holds every completion body received, ``extras`` every other
+(path, body or size, content type).
 Misbehaviour is chosen with environment variables:
 
   FAKE_START_DELAY=S        sleep S seconds before listening (a slow engine)
@@ -57,6 +62,7 @@ class FakeEngine:
         unhealthy = os.environ.get("FAKE_UNHEALTHY_AFTER")
         self.unhealthy_after = float(unhealthy) if unhealthy else None
         self.requests: list[dict[str, Any]] = []
+        self.extras: list[tuple[str, Any, str]] = []
         self.sleeping = False
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -91,8 +97,32 @@ class FakeEngine:
                 if not message.get("more_body"):
                     break
             await self.complete(json.loads(body), path.endswith("chat/completions"), receive, send)
+        elif method == "POST" and path in EXTRAS:
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            content_type = dict(scope["headers"]).get(b"content-type", b"").decode()
+            status, answer = self.extra(path, body, content_type)
+            await _respond(send, status, json.dumps(answer).encode())
         else:
             await _respond(send, 404, b'{"detail": "not found"}')
+
+    def extra(self, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
+        """The answer to one of ``EXTRAS``: a multipart upload's size, or vLLM's JSON shapes."""
+        if path.startswith("/v1/audio/"):
+            model = ""
+            if b'name="model"' in body:
+                model = body.split(b'name="model"', 1)[1].split(b"\r\n\r\n", 1)[1].split(b"\r\n", 1)[0].decode()
+            self.extras.append((path, len(body), content_type))
+            return 200, {"text": f"{len(body)} bytes for {model}"}
+        request = json.loads(body)
+        self.extras.append((path, request, content_type))
+        if request.get("model") not in (None, self.model):
+            return 404, {"error": {"message": f"The model `{request.get('model')}` does not exist.", "code": 404}}
+        return 200, _extra_answer(self.model, path, request, len(self.extras))
 
     async def complete(self, request: dict[str, Any], chat: bool, receive: Any, send: Any) -> None:
         _event(f"request {request.get('model')}")
@@ -141,6 +171,37 @@ class FakeEngine:
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
         watcher.cancel()
         _event("done")
+
+
+EXTRAS = (
+    "/v1/embeddings",
+    "/v1/rerank",
+    "/rerank",
+    "/v1/score",
+    "/tokenize",
+    "/detokenize",
+    "/v1/responses",
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+)
+
+
+def _extra_answer(model: str, path: str, request: dict[str, Any], count: int) -> dict[str, Any]:
+    """vLLM's reply shapes, with made-up numbers."""
+    if path == "/v1/embeddings":
+        return {"object": "list", "model": model, "data": [{"object": "embedding", "index": 0, "embedding": [0.5] * 4}]}
+    if path.endswith("rerank"):
+        docs = request.get("documents") or []
+        results = [{"index": i, "relevance_score": 1.0 / (i + 1)} for i in range(len(docs))]
+        return {"id": "rerank-1", "model": model, "results": results}
+    if path == "/v1/score":
+        return {"id": "score-1", "object": "list", "model": model, "data": [{"index": 0, "score": 0.5}]}
+    if path == "/tokenize":
+        tokens = [ord(c) for c in str(request.get("prompt", ""))]
+        return {"tokens": tokens, "count": len(tokens), "max_model_len": 0}
+    if path == "/detokenize":
+        return {"prompt": "".join(chr(t) for t in request.get("tokens", []))}
+    return {"id": f"resp_{count}", "object": "response", "model": model, "status": "completed", "output": []}
 
 
 async def _respond(send: Any, status: int, body: bytes, content_type: bytes = b"application/json") -> None:

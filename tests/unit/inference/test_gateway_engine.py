@@ -106,6 +106,8 @@ def test_settings_defaults_fit_one_cpu_machine(tmp_path: Path) -> None:
         tensor_parallel_size=1,
         cpu_kvcache_space=1,
         enforce_eager=True,
+        enable_prefix_caching=True,
+        tool_call_parser="auto",
         extra_args=[],
     )
     assert InferenceSettings(home=tmp_path, device="cuda").resolved_swap_strategy == "start-then-switch"

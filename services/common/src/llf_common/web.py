@@ -71,20 +71,31 @@ class RequestIdMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Rejects request bodies above ``max_bytes`` with 413 before they are parsed."""
+    """Rejects request bodies above ``max_bytes`` with 413 before they are parsed.
 
-    def __init__(self, app: ASGIApp, max_bytes: int, body: ErrorBody = detail_body) -> None:
+    ``path_limits`` gives some paths a limit of their own (audio uploads are larger than prompts).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        body: ErrorBody = detail_body,
+        path_limits: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.body = body
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._reject(send, limit)
             return
         received = 0
         exceeded = started = False
@@ -94,9 +105,9 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     exceeded = True
-                    raise PayloadTooLarge(self._message())
+                    raise PayloadTooLarge(self._message(limit))
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -115,13 +126,13 @@ class BodySizeLimitMiddleware:
             if started:
                 raise
         if exceeded and not started:
-            await self._reject(send)
+            await self._reject(send, limit)
 
-    def _message(self) -> str:
-        return f"request body larger than {self.max_bytes} bytes"
+    def _message(self, limit: int) -> str:
+        return f"request body larger than {limit} bytes"
 
-    async def _reject(self, send: Send) -> None:
-        response = JSONResponse(self.body(413, PayloadTooLarge.code, self._message()), status_code=413)
+    async def _reject(self, send: Send, limit: int) -> None:
+        response = JSONResponse(self.body(413, PayloadTooLarge.code, self._message(limit)), status_code=413)
         await response({"type": "http"}, _no_receive, send)
 
 
@@ -237,6 +248,7 @@ def base_app(
     *,
     body: ErrorBody = detail_body,
     max_body_bytes: int = 1 << 20,
+    path_body_bytes: dict[str, int] | None = None,
     api_key: SecretStr | None = None,
     **kwargs: Any,
 ) -> FastAPI:
@@ -249,7 +261,7 @@ def base_app(
     install_error_handlers(app, body)
     document_errors_as_sent(app)
     install_docs(app, api_key)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes, body=body)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes, body=body, path_limits=path_body_bytes)
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", tags=["health"], summary="The process is up.")

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llf_inference import __version__
 from llf_inference.api import control, openai
-from llf_inference.gateway import Gateway
+from llf_inference.gateway import FORM_ENDPOINTS, Gateway
 from llf_inference.settings import InferenceSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def create_app(settings: InferenceSettings | None = None, gateway: Gateway | Non
         __version__,
         body=openai_body,
         max_body_bytes=settings.max_body_bytes,
+        path_body_bytes=dict.fromkeys(FORM_ENDPOINTS, settings.max_audio_body_bytes),
         api_key=settings.api_key,
         lifespan=lifespan,
     )

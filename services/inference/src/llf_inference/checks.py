@@ -66,11 +66,16 @@ _RANGES: dict[str, tuple[bool, float, float, bool]] = {
 }
 
 
-def check_common(body: dict[str, Any]) -> None:
-    """Checks shared by chat and text completions (types and ranges, no context length)."""
+def check_model(body: dict[str, Any]) -> None:
+    """The one check of the endpoints relayed as they are (embeddings, rerank, …): a usable ``model``."""
     model = body.get("model")
     if model is not None and (not isinstance(model, str) or not model):
         raise InvalidRequest("'model' must be a non-empty string")
+
+
+def check_common(body: dict[str, Any]) -> None:
+    """Checks shared by chat and text completions (types and ranges, no context length)."""
+    check_model(body)
     if "stream" in body and not isinstance(body["stream"], bool | None):
         raise InvalidRequest("'stream' must be true or false")
     for key in ("max_tokens", "max_completion_tokens"):

@@ -22,17 +22,27 @@ from llf_common.errors import LLFError, NotFound, Unavailable, UpstreamError
 from llf_common.wire import GatewayState, GatewayStatus
 from starlette.responses import Response
 
-from llf_inference.checks import InvalidRequest, check_chat, check_completion, check_context, parse_body
+from llf_inference.checks import (
+    InvalidRequest,
+    check_chat,
+    check_completion,
+    check_context,
+    check_model,
+    parse_body,
+)
 from llf_inference.devices import Inventory, discover
 from llf_inference.engine.spec import EngineSpec
-from llf_inference.keepalive import KeepAlive, Unset, parse_keep_alive, strip_keep_alive
+from llf_inference.keepalive import UNSET, KeepAlive, Unset, parse_keep_alive, strip_keep_alive
 from llf_inference.lifecycle import Lease, Lifecycle, Policy
 from llf_inference.loading import LoadingStream, Releasing
 from llf_inference.metrics import Metrics
 from llf_inference.pool import LoadedSet, model_entries, model_states
 from llf_inference.registry import ModelResolver, RegistryResolver
 from llf_inference.relay import Relay
-from llf_inference.router import ModelNotServed, pick
+from llf_inference.router import ModelNotServed, route
+from llf_inference.routing import make_policy
+from llf_inference.routing.keys import routing_key
+from llf_inference.routing.responses import ResponseMap
 from llf_inference.settings import InferenceSettings
 from llf_inference.supervisor import EngineFailed, Supervisor, Want
 
@@ -41,8 +51,23 @@ log = logging.getLogger(__name__)
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "/v1/chat/completions": check_chat,
     "/v1/completions": check_completion,
+    "/v1/embeddings": check_model,
+    "/v1/responses": check_model,
+    "/tokenize": check_model,
+    "/detokenize": check_model,
+    "/pooling": check_model,
+    "/classify": check_model,
+    "/score": check_model,
+    "/v1/score": check_model,
+    "/rerank": check_model,
+    "/v1/rerank": check_model,
+    "/v2/rerank": check_model,
 }
-"""The OpenAI endpoints the gateway relays, with the checks a body must pass first."""
+"""The JSON endpoints the gateway relays by the body's ``model``, with the checks a body must pass
+first; whatever an engine does not serve is its own 404 or 400, passed through."""
+
+FORM_ENDPOINTS = ("/v1/audio/transcriptions", "/v1/audio/translations")
+"""Multipart endpoints, relayed by the form's ``model`` field."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +114,8 @@ class Gateway:
         )
         self.loaded_set = LoadedSet(settings.run_path / "gateway-models.json")
         self.lifecycle = Lifecycle(self.supervisor, policy(settings), on_change=self._changed)
-        self.relay = Relay(self.metrics, retry_after=settings.retry_after_s)
+        self.routing = make_policy(settings.routing, load_factor=settings.routing_load_factor)
+        self.relay = Relay(self.metrics, retry_after=settings.retry_after_s, responses=ResponseMap())
         self.serve_on_start_retry_s = serve_on_start_retry_s
         self._starting: asyncio.Task[None] | None = None
         self._replacing: set[str] = set()
@@ -223,14 +249,15 @@ class Gateway:
         await self.supervisor.shutdown()
 
     # ------------------------------------------------------------- data plane
-    async def complete(self, endpoint: str, raw: bytes, started: float) -> Response:
+    async def complete(self, endpoint: str, raw: bytes, started: float, session: str | None = None) -> Response:
         """Check an OpenAI request, load its model if needed, pick a replica and relay the body to it.
 
         ``keep_alive`` is taken out of the body first (the engine never sees it). A model that
         is not loaded but that the registry knows is loaded on demand; a stream waiting for it
         gets ``: loading`` comment lines meanwhile. Every refusal (400, 404, 503) is counted
         under the model's name when it is served, else under ``-`` (unbounded label values
-        from clients would bloat the metrics).
+        from clients would bloat the metrics). ``session`` (``X-Session-ID``) is what the
+        affinity policy keys on first.
         """
         model: Any = None
         try:
@@ -238,24 +265,51 @@ class Gateway:
             model = body.get("model")
             CHECKS[endpoint](body)
             raw, keep_alive = strip_keep_alive(raw, body)
-            self._pool()  # account for replicas added to the pool directly
-            name = self._route(model)
-            stream = body.get("stream") is True
-            if self.lifecycle.state(name) != "loaded":
-                await self._known(name, named=model is not None)
-                if stream:
-                    held: list[Lease] = []
-                    return LoadingStream(
-                        name,
-                        lambda: self._answer(endpoint, body, raw, name, keep_alive, started, held),
-                        interval_s=self.settings.loading_comment_interval_s,
-                        on_done=lambda: _release_all(held),
-                    )
-            return await self._answer(endpoint, body, raw, name, keep_alive, started, None)
+            return await self._dispatch(endpoint, body, raw, keep_alive, started, session, "application/json")
         except LLFError as exc:
             label = model if isinstance(model, str) and model in self.supervisor.served_models() else "-"
             self.metrics.requests.labels(endpoint, label, str(exc.status_code)).inc()
             raise
+
+    async def complete_form(
+        self, endpoint: str, raw: bytes, content_type: str, fields: dict[str, str], started: float, session: str | None
+    ) -> Response:
+        """Relay a multipart upload (audio) unchanged, routed by its form's ``model`` (and ``stream``)."""
+        model = fields.get("model") or None
+        try:
+            body: dict[str, Any] = {"model": model, "stream": fields.get("stream", "").lower() == "true"}
+            return await self._dispatch(endpoint, body, raw, UNSET, started, session, content_type)
+        except LLFError as exc:
+            label = model if model in self.supervisor.served_models() else "-"
+            self.metrics.requests.labels(endpoint, label, str(exc.status_code)).inc()
+            raise
+
+    async def _dispatch(
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        raw: bytes,
+        keep_alive: KeepAlive | Unset,
+        started: float,
+        session: str | None,
+        content_type: str,
+    ) -> Response:
+        model = body.get("model")
+        route_by = (session, content_type)
+        self._pool()  # account for replicas added to the pool directly
+        name = self._route(model)
+        stream = body.get("stream") is True
+        if self.lifecycle.state(name) != "loaded":
+            await self._known(name, named=model is not None)
+            if stream:
+                held: list[Lease] = []
+                return LoadingStream(
+                    name,
+                    lambda: self._answer(endpoint, body, raw, name, keep_alive, started, held, route_by),
+                    interval_s=self.settings.loading_comment_interval_s,
+                    on_done=lambda: _release_all(held),
+                )
+        return await self._answer(endpoint, body, raw, name, keep_alive, started, None, route_by)
 
     async def _answer(
         self,
@@ -266,15 +320,26 @@ class Gateway:
         keep_alive: KeepAlive | Unset,
         started: float,
         held: list[Lease] | None,
+        route_by: tuple[str | None, str] = (None, "application/json"),
     ) -> Response:
-        """Hold ``model`` (loading it if needed) for one request and relay it to a replica."""
+        """Hold ``model`` (loading it if needed) for one request and relay it to a replica.
+
+        The routing policy chooses among the model's ready replicas (``route_by`` is the
+        session header and the body's media type); a ``previous_response_id`` that one of
+        them produced pins the request to it.
+        """
+        session, content_type = route_by
         lease = await self.lifecycle.acquire(model, keep_alive)
         if held is not None:
             held.append(lease)  # released by the caller's response when it ends
         try:
-            replica = pick(self.supervisor, model)
+            pinned = self.relay.responses.replica(body.get("previous_response_id"))
+            choice = route(self.supervisor, model, self.routing, routing_key(body, session), pinned)
+            replica = choice.replica
+            self.metrics.routing.labels(replica.model, choice.decision).inc()
             check_context(body, replica.max_model_len)
-            response = await self.relay.forward(replica, endpoint, raw, body.get("stream") is True, started)
+            stream = body.get("stream") is True
+            response = await self.relay.forward(replica, endpoint, raw, stream, started, content_type)
         except BaseException:
             lease.release()
             raise

@@ -72,6 +72,13 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.routing = Counter(
+            "llf_gateway_routing_decisions",
+            "Replica choices by why: affinity_hit, spill (key's replica past the load bound), no_key, "
+            "least_loaded (that policy), pinned (previous_response_id).",
+            ["model", "decision"],
+            registry=self.registry,
+        )
         self.replicas = Gauge("llf_gateway_replicas", "Engine replicas by state.", ["state"], registry=self.registry)
         self._bound: dict[str, ModelMetrics] = {}
 

@@ -27,7 +27,10 @@ from starlette.types import Receive, Scope, Send
 
 from llf_inference.metrics import Metrics
 from llf_inference.replica import Replica
+from llf_inference.routing.responses import ResponseMap
 
+RESPONSES = "/v1/responses"
+"""The endpoint whose answers' ids are remembered (``previous_response_id`` routes back to them)."""
 _USAGE = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -48,18 +51,27 @@ def error_event(message: str, code: str = "engine_unavailable") -> bytes:
 class Relay:
     """Sends requests to replicas; one per app (it holds the metrics)."""
 
-    def __init__(self, metrics: Metrics, retry_after: int = 2) -> None:
+    def __init__(self, metrics: Metrics, retry_after: int = 2, responses: ResponseMap | None = None) -> None:
         self.metrics = metrics
         self.retry_after = retry_after
+        self.responses = responses if responses is not None else ResponseMap()
 
-    async def forward(self, replica: Replica, endpoint: str, raw: bytes, stream: bool, started: float) -> Response:
+    async def forward(
+        self,
+        replica: Replica,
+        endpoint: str,
+        raw: bytes,
+        stream: bool,
+        started: float,
+        content_type: str = "application/json",
+    ) -> Response:
         """Send ``raw`` to ``replica`` and answer with its reply; the replica is released when done."""
         client = replica.client
         if client is None:
             raise Unavailable(
                 f"the engine for {replica.model} is not running; retry shortly", retry_after=self.retry_after
             )
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": content_type}
         request_id = request_id_var.get()
         if request_id:
             headers["x-request-id"] = request_id
@@ -82,6 +94,8 @@ class Relay:
                 await upstream.aclose()
                 release()
                 self._count(replica, endpoint, upstream.status_code, body)
+                if endpoint == RESPONSES and upstream.status_code == 200:
+                    self.responses.seen(body, replica.id)
                 return Response(body, upstream.status_code, media_type=upstream.headers.get("content-type"))
         except (httpx.HTTPError, EngineGone) as exc:
             release()
@@ -159,6 +173,7 @@ class SSERelayResponse(Response):
         self.headers_sent = True
         model_metrics = self.relay.metrics.for_model(self.replica.model)
         meter = self.replica.tokens
+        watch_id = 4 if self.endpoint == RESPONSES else 0  # the id is in the first events
         last: float | None = None
         chunk = b""
         try:
@@ -172,6 +187,8 @@ class SSERelayResponse(Response):
                 count = chunk.count(b"data:")
                 self.events += count
                 meter.add(count, now)
+                if watch_id:
+                    watch_id = 0 if self.relay.responses.seen(chunk, self.replica.id) else watch_id - 1
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 self.tail = chunk
         except httpx.HTTPError as exc:

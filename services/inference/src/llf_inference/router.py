@@ -1,4 +1,9 @@
-"""Which replica answers a request: a ready one serving the model, least outstanding requests first.
+"""Which replica answers a request: a ready one serving the model, chosen by the routing policy.
+
+Only ``ready`` replicas are routable: one that is starting, draining, restarting, asleep
+(its lifecycle wakes it before the request is routed) or failed gets nothing new. Among
+them the policy (``llf_inference.routing``) chooses; a replica named by the request's
+``previous_response_id`` wins while it is routable.
 
 The answer when there is none is part of the API: a model nobody serves is a 404 naming the
 models that are served; a model that is starting, restarting or being switched to is a 503
@@ -13,9 +18,13 @@ from __future__ import annotations
 from llf_common.errors import LLFError, NotFound, Unavailable
 
 from llf_inference.replica import Replica
+from llf_inference.routing import Choice, RoutingPolicy
+from llf_inference.routing.least import LeastLoaded
 from llf_inference.supervisor import EngineFailed, Supervisor
 
-__all__ = ["EngineFailed", "ModelNotServed", "pick"]
+__all__ = ["EngineFailed", "ModelNotServed", "pick", "route"]
+
+_LEAST = LeastLoaded()
 
 
 class ModelNotServed(NotFound):
@@ -24,19 +33,29 @@ class ModelNotServed(NotFound):
 
 def pick(supervisor: Supervisor, model: str | None) -> Replica:
     """The ready replica of ``model`` with the fewest requests in flight (ties: pool order)."""
+    return route(supervisor, model, _LEAST).replica
+
+
+def route(
+    supervisor: Supervisor,
+    model: str | None,
+    policy: RoutingPolicy,
+    key: str | None = None,
+    pinned: str | None = None,
+) -> Choice[Replica]:
+    """The policy's choice among the ready replicas of ``model`` (``pinned``, a replica id, first)."""
     name = model if model is not None else supervisor.target
-    best: Replica | None = None
-    for replica in supervisor.replicas:
-        if replica.model == name and replica.state == "ready" and (best is None or replica.in_flight < best.in_flight):
-            best = replica
-    if best is None and model is None and supervisor.switching:
+    ready = [r for r in supervisor.replicas if r.model == name and r.state == "ready"]
+    if not ready and model is None and supervisor.switching:
         # No model named: while a swap starts the new model, whatever still serves answers.
-        for replica in supervisor.replicas:
-            if replica.state == "ready" and (best is None or replica.in_flight < best.in_flight):
-                best = replica
-    if best is not None:
-        return best
-    raise _why_not(supervisor, name)
+        ready = [r for r in supervisor.replicas if r.state == "ready"]
+    if not ready:
+        raise _why_not(supervisor, name)
+    if pinned is not None:
+        for replica in ready:
+            if replica.id == pinned:
+                return Choice(replica, "pinned")
+    return policy.choose(ready, key)
 
 
 def _why_not(supervisor: Supervisor, name: str | None) -> LLFError:

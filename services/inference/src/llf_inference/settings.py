@@ -42,6 +42,19 @@ class EngineOptions(BaseModel):
     cuda_visible_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES for the engine.")
     cpu_kvcache_space: int | None = Field(None, ge=1, description="VLLM_CPU_KVCACHE_SPACE in GiB (CPU only).")
     enforce_eager: bool | None = Field(None, description="--enforce-eager; default true on CPU (faster start).")
+    enable_prefix_caching: bool | None = Field(
+        None, description="--enable-prefix-caching (default on: the affinity routing keeps it warm)."
+    )
+    runner: Literal["auto", "generate", "pooling"] | None = Field(
+        None, description="--runner: pooling serves embeddings/score/rerank instead of text generation."
+    )
+    convert: Literal["auto", "embed", "classify", "reward"] | None = Field(
+        None, description="--convert: adapt a generative checkpoint to a pooling task (embed, classify, …)."
+    )
+    tool_call_parser: str | None = Field(
+        None,
+        description="--tool-call-parser with --enable-auto-tool-choice; auto: from the model's family; none: off.",
+    )
     extra_args: list[str] | None = Field(None, description="Appended verbatim to the engine command line.")
     keep_alive: str | float | None = Field(
         None, description='Not an engine argument: idle time before unload ("5m", seconds, 0, -1 = never).'
@@ -97,6 +110,12 @@ class InferenceSettings(LLFSettings):
     cuda_visible_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES for the engines.")
     cpu_kvcache_space: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE in GiB (CPU only).")
     enforce_eager: bool | None = Field(None, description="--enforce-eager; default true on CPU (faster start).")
+    enable_prefix_caching: bool = Field(True, description="--enable-prefix-caching on every engine that supports it.")
+    runner: Literal["auto", "generate", "pooling"] | None = Field(None, description="--runner for every engine.")
+    convert: Literal["auto", "embed", "classify", "reward"] | None = Field(None, description="--convert.")
+    tool_call_parser: str = Field(
+        "auto", description="--tool-call-parser: auto (from the model's chat template/architecture), a name, or none."
+    )
     extra_args: list[str] = Field(default_factory=list, description="Appended verbatim to every engine command.")
     model_overrides: dict[str, EngineOptions] = Field(
         default_factory=dict, description="Per repo id, engine arguments that replace the global ones."
@@ -135,6 +154,13 @@ class InferenceSettings(LLFSettings):
     sleep_mode: bool = Field(False, description="GPU: put idle models to sleep (vLLM sleep mode) instead of unloading.")
     loading_comment_interval_s: float = Field(5.0, gt=0, description="Seconds between ': loading' SSE comments.")
     retry_after_s: int = Field(2, ge=1, description="Retry-After of 503s while an engine starts or restarts.")
+    routing: Literal["least_loaded", "affinity"] = Field(
+        "affinity", description="Replica choice: session/prefix affinity with bounded load, or least in flight."
+    )
+    routing_load_factor: float = Field(
+        1.25, ge=1.0, description="affinity: a replica past this times the mean in-flight passes new keys on."
+    )
+    max_audio_body_bytes: int = Field(25 << 20, ge=1024, description="Largest audio upload (OpenAI's 25 MB).")
     log_tail_lines: int = Field(200, ge=10, description="Engine log lines kept for status and failure reports.")
     upstream_connect_timeout_s: float = Field(5.0, gt=0)
     upstream_read_timeout_s: float = Field(600.0, gt=0, description="Longest silence of an engine mid-response.")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from llf_common.web import KEEP_ALIVE_S
 
+from llf_inference.engine.tools import choose_tool_parser
 from llf_inference.settings import EngineOptions, InferenceSettings
 
 # Secrets of the gateway that an engine has no use for.
@@ -31,6 +32,8 @@ class EngineSpec:
     launcher: tuple[str, ...]
     device: str = "cpu"
     env: dict[str, str] = field(default_factory=dict)
+    tool_parser: str | None = None
+    """vLLM's ``--tool-call-parser`` for this model (``engine/tools.py``); ``None``: no auto tool choice."""
 
     @classmethod
     def from_settings(cls, settings: InferenceSettings, model: str, path: str) -> EngineSpec:
@@ -38,13 +41,16 @@ class EngineSpec:
         if settings.engine_offline:
             env.setdefault("HF_HUB_OFFLINE", "1")
             env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        options = settings.engine_options(model)
+        pooling = options.runner == "pooling" or options.convert not in (None, "auto")
         return cls(
             model=model,
             path=path,
-            options=settings.engine_options(model),
+            options=options,
             launcher=tuple(settings.launcher),
             device=settings.resolved_device,
             env=env,
+            tool_parser=None if pooling else choose_tool_parser(options.tool_call_parser, path),
         )
 
     def command(self, port: int) -> list[str]:
@@ -62,6 +68,16 @@ class EngineSpec:
             argv += ["--tensor-parallel-size", str(o.tensor_parallel_size)]
         if o.enforce_eager:
             argv.append("--enforce-eager")
+        if o.enable_prefix_caching is not None:
+            # On by default in vLLM V1 but for some models and devices; said explicitly so the
+            # engine log shows it, and so a model override can turn it off.
+            argv.append("--enable-prefix-caching" if o.enable_prefix_caching else "--no-enable-prefix-caching")
+        if o.runner and o.runner != "auto":
+            argv += ["--runner", o.runner]
+        if o.convert and o.convert != "auto":
+            argv += ["--convert", o.convert]
+        if self.tool_parser:
+            argv += ["--enable-auto-tool-choice", "--tool-call-parser", self.tool_parser]
         return argv + list(o.extra_args or [])
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:

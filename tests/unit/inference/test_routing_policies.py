@@ -1,0 +1,137 @@
+"""Routing policies on plain stand-ins: deterministic, no gateway, no engine."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+from llf_inference.routing import make_policy
+from llf_inference.routing.affinity import AffinityPolicy, Ring
+from llf_inference.routing.keys import PREFIX_CHARS, routing_key
+from llf_inference.routing.least import LeastLoaded
+from llf_inference.routing.responses import ResponseMap
+
+
+@dataclass
+class Slot:
+    id: str
+    in_flight: int = 0
+
+
+def slots(*loads: int) -> list[Slot]:
+    return [Slot(f"r{i}", load) for i, load in enumerate(loads)]
+
+
+SYSTEM = {"role": "system", "content": "You are terse."}
+
+
+# ------------------------------------------------------------------ keys
+def test_the_session_header_wins_then_the_user_field_then_the_prompt_prefix() -> None:
+    body = {"user": "ann", "messages": [{"role": "user", "content": "hi"}]}
+    assert routing_key(body, "s-1") == "session:s-1"
+    assert routing_key(body) == "user:ann"
+    assert routing_key({"messages": body["messages"]}).startswith("prefix:")  # type: ignore[union-attr]
+
+
+def test_every_turn_of_a_chat_has_the_key_of_its_first_turn() -> None:
+    turn1 = [SYSTEM, {"role": "user", "content": "What is a KV cache?"}]
+    turn3 = [*turn1, {"role": "assistant", "content": "A cache."}, {"role": "user", "content": "Why?"}]
+    other = [SYSTEM, {"role": "user", "content": "Another question"}]
+    assert routing_key({"messages": turn1}) == routing_key({"messages": turn3})
+    assert routing_key({"messages": turn1}) != routing_key({"messages": other})
+
+
+def test_a_text_prompt_is_keyed_on_its_first_characters() -> None:
+    start = "x" * PREFIX_CHARS
+    assert routing_key({"prompt": start + " turn one"}) == routing_key({"prompt": start + " turn two, longer"})
+    assert routing_key({"input": "hello"}) == routing_key({"input": "hello"}) is not None
+
+
+def test_requests_with_nothing_to_key_on_have_no_key() -> None:
+    assert routing_key({"prompt": [1, 2, 3]}) is None
+    assert routing_key({"input": ["a", "b"]}) is None
+    assert routing_key({"user": ""}) is None
+
+
+def test_a_huge_session_id_is_hashed_to_a_short_key() -> None:
+    assert len(routing_key({}, "s" * 10_000) or "") < 64
+
+
+# ------------------------------------------------------------------ policies
+def test_least_loaded_takes_the_fewest_in_flight_first_in_pool_order_on_ties() -> None:
+    policy = LeastLoaded()
+    assert policy.choose(slots(2, 1, 1), "k").replica.id == "r1"
+    assert policy.choose(slots(0, 0), None).decision == "least_loaded"
+
+
+def test_affinity_sends_a_key_to_the_same_replica_every_time() -> None:
+    policy = AffinityPolicy()
+    replicas = slots(0, 0, 0)
+    first = policy.choose(replicas, "session:a")
+    assert first.decision == "affinity_hit"
+    assert all(policy.choose(replicas, "session:a").replica is first.replica for _ in range(20))
+
+
+def test_affinity_spreads_many_keys_over_every_replica() -> None:
+    policy = AffinityPolicy()
+    replicas = slots(0, 0)
+    counts = Counter(policy.choose(replicas, f"session:{i}").replica.id for i in range(200))
+    assert set(counts) == {"r0", "r1"} and min(counts.values()) > 60, counts
+
+
+def test_a_key_spills_to_the_next_replica_on_the_ring_past_the_load_bound() -> None:
+    policy = AffinityPolicy(load_factor=1.25)
+    idle = slots(0, 0)
+    home = policy.choose(idle, "session:a").replica.id
+    other = "r1" if home == "r0" else "r0"
+    busy = [Slot(home, 3), Slot(other, 0)]  # bound: ceil(1.25 * 4 / 2) = 3; home would hold 4
+    assert policy.bound(busy) == 3
+    choice = policy.choose(busy, "session:a")
+    assert (choice.replica.id, choice.decision) == (other, "spill")
+    within = [Slot(home, 1), Slot(other, 0)]  # bound ceil(1.25 * 2 / 2) = 2: one more fits
+    assert policy.choose(within, "session:a").replica.id == home
+
+
+def test_a_request_without_key_goes_to_the_least_loaded_replica() -> None:
+    choice = AffinityPolicy().choose(slots(3, 1, 2), None)
+    assert (choice.replica.id, choice.decision) == ("r1", "no_key")
+
+
+def test_when_a_replica_dies_only_its_keys_move_and_they_move_to_the_next_on_the_ring() -> None:
+    ring = Ring(["r0", "r1", "r2"])
+    keys = [f"session:{i}" for i in range(300)]
+    before = {key: ring.walk(key) for key in keys}
+    policy = AffinityPolicy()
+    survivors = [Slot("r0"), Slot("r2")]
+    for key in keys:
+        chosen = policy.choose(survivors, key).replica.id
+        order = [rid for rid in before[key] if rid != "r1"]
+        assert chosen == order[0]  # the first live replica clockwise from the key
+        if before[key][0] != "r1":
+            assert chosen == before[key][0]  # keys of live replicas stay where they were
+
+
+def test_the_ring_walk_is_the_same_in_every_process() -> None:
+    assert Ring(["a", "b", "c"]).walk("session:x") == Ring(["c", "b", "a"]).walk("session:x")
+    assert sorted(Ring(["a", "b", "c"]).walk("k")) == ["a", "b", "c"]
+
+
+def test_the_setting_names_the_policy() -> None:
+    assert make_policy("affinity").name == "affinity" and make_policy("least_loaded").name == "least_loaded"
+    with pytest.raises(ValueError):
+        make_policy("random")
+    with pytest.raises(ValueError):
+        AffinityPolicy(load_factor=0.5)
+
+
+# ------------------------------------------------------------------ responses
+def test_response_ids_are_remembered_from_replies_and_the_oldest_are_forgotten() -> None:
+    responses = ResponseMap(capacity=2)
+    assert responses.seen(b'{"id": "resp_1", "object": "response"}', "r0")
+    assert responses.seen(b'event: response.created\ndata: {"response": {"id":"resp_2"}}', "r1")
+    assert not responses.seen(b'{"id": "chatcmpl-3"}', "r0")
+    assert (responses.replica("resp_1"), responses.replica("resp_2")) == ("r0", "r1")
+    responses.remember("resp_3", "r0")
+    assert responses.replica("resp_1") is None and len(responses) == 2
+    assert responses.replica(None) is None
