@@ -48,5 +48,7 @@ def test_engines_and_router_run_as_in_kubernetes(
     k8s_engine = engine["spec"]["template"]["spec"]["containers"][0]["args"][0]
     compose_engine = fleet_config["services"]["engine-1"]["command"][0].replace("$$", "$")
     assert compose_engine == k8s_engine
-    k8s_policy = {a for a in router["spec"]["template"]["spec"]["containers"][0]["args"] if a.startswith("--policy")}
+    k8s_policy = {
+        a for a in router["spec"]["template"]["spec"]["containers"][0]["args"] if a.startswith(("--policy", "--cb-"))
+    }
     assert k8s_policy <= set(fleet_config["services"]["router"]["command"])
