@@ -118,7 +118,7 @@ def up(repo: Path, target: Target, env: Mapping[str, str]) -> None:
 
 
 def serve_on_start(repo: Path, target: Target, env: Mapping[str, str]) -> None:
-    """Recreate the gateway container if its ``LLF_SERVE_ON_START`` (from ``env``) changed."""
+    """Recreate the gateway container if its ``LLF_INFERENCE_SERVE_ON_START`` (from ``env``) changed."""
     argv = [*base(repo, target), "up", "-d", "--wait", "inference"]
     done = subprocess.run(argv, cwd=repo, env=dict(env), check=False)
     if done.returncode != 0:

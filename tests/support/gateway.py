@@ -72,7 +72,7 @@ class GatewayProcess:
             **coverage_env(self.workdir),
         }
         if engine_python is not None:
-            self.env["LLF_ENGINE_PYTHON"] = str(engine_python)
+            self.env["LLF_INFERENCE_ENGINE_PYTHON"] = str(engine_python)
         if api_key:
             self.env["LLF_API_KEY"] = api_key
         self.env.update(env or {})

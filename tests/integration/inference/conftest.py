@@ -57,7 +57,7 @@ def gateway(
         models_url=inference_registry.url,
         engine_python=engine_python,
         api_key=API_KEY,
-        env={"LLF_DRAIN_TIMEOUT_S": "60", "LLF_RETRY_AFTER_S": "1"},
+        env={"LLF_INFERENCE_DRAIN_TIMEOUT_S": "60", "LLF_INFERENCE_RETRY_AFTER_S": "1"},
     )
     try:
         process.start()

@@ -82,12 +82,12 @@ def test_cpu_engines_get_the_kv_cache_space_and_eager_mode(make_settings: MakeSe
 def test_settings_read_the_documented_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLF_INFERENCE_HOST", "0.0.0.0")
     monkeypatch.setenv("LLF_INFERENCE_PORT", "9100")
-    monkeypatch.setenv("LLF_ENGINE_PYTHON", "/e/python")
-    monkeypatch.setenv("LLF_SERVE_ON_START", "o/m")
-    monkeypatch.setenv("LLF_MAX_MODEL_LEN", "1024")
-    monkeypatch.setenv("LLF_CPU_KVCACHE_SPACE", "2")
-    monkeypatch.setenv("LLF_EXTRA_ARGS", '["--seed", "3"]')
-    monkeypatch.setenv("LLF_SWAP_STRATEGY", "start-then-switch")
+    monkeypatch.setenv("LLF_INFERENCE_ENGINE_PYTHON", "/e/python")
+    monkeypatch.setenv("LLF_INFERENCE_SERVE_ON_START", "o/m")
+    monkeypatch.setenv("LLF_INFERENCE_MAX_MODEL_LEN", "1024")
+    monkeypatch.setenv("LLF_INFERENCE_CPU_KVCACHE_SPACE", "2")
+    monkeypatch.setenv("LLF_INFERENCE_EXTRA_ARGS", '["--seed", "3"]')
+    monkeypatch.setenv("LLF_INFERENCE_SWAP_STRATEGY", "start-then-switch")
     get_settings.cache_clear()
     settings = get_settings()
     get_settings.cache_clear()
@@ -142,7 +142,7 @@ def test_the_engine_python_is_found_in_the_checkout_not_next_to_the_gateway(tmp_
         (BAD_WEIGHTS_LOG, 1, "bad_weights", "Error while deserializing header", True),
         (ARCH_LOG, 1, "unsupported_architecture", "FooBarForCausalLM", True),
         (OOM_LOG, 1, "out_of_memory", "less than requested memory", True),
-        (["/usr/bin/python: No module named vllm"], 1, "engine_missing", "LLF_ENGINE_PYTHON", True),
+        (["/usr/bin/python: No module named vllm"], 1, "engine_missing", "LLF_INFERENCE_ENGINE_PYTHON", True),
         (["OSError: [Errno 98] Address already in use"], 1, "port_in_use", "port", False),
         (["INFO all good"], -signal.SIGKILL, "killed", "out-of-memory killer", False),
         (["INFO all good"], -signal.SIGSEGV, "killed", "SIGSEGV", False),

@@ -77,7 +77,7 @@ _RULES: Sequence[tuple[str, re.Pattern[str], str, bool]] = (
     (
         "engine_missing",
         re.compile(r"No module named '?vllm|llf: cannot start the engine", re.I),
-        "the engine cannot start: set LLF_ENGINE_PYTHON to a Python with vllm, or run `make engine`",
+        "the engine cannot start: set LLF_INFERENCE_ENGINE_PYTHON to a Python with vllm, or run `make engine`",
         True,
     ),
     (
