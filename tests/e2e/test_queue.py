@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from llf_common.wire import TERMINAL_JOB_STATES
 
 from tests.e2e.conftest import WORKERS, Stack, hub_sha256, job, model, pull
 
@@ -29,7 +30,7 @@ def test_three_pulls_at_once_with_two_workers_all_finish_with_progress_visible(
         for info in infos:
             seen[info["id"]].append(info)
         most_started = max(most_started, sum(info["state"] == "started" for info in infos))
-        if all(info["state"] in ("finished", "failed") for info in infos):
+        if all(info["state"] in TERMINAL_JOB_STATES for info in infos):
             break
         time.sleep(0.25)
     final = {i: seen[i][-1] for i in ids}
