@@ -154,6 +154,11 @@ def create_app(hub: HubStandIn) -> FastAPI:
         hub.release(repo, path)
         return Response(status_code=204)
 
+    @app.get("/_stand_in/counters")
+    async def counters() -> dict[str, int]:
+        """Body bytes and file GETs served so far (a test proves a start downloaded nothing)."""
+        return {"bytes_served": hub.bytes_served(), "file_gets": hub.requests("resolve_get")}
+
     return app
 
 
