@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from llf_common.settings import LLFSettings
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llf_inference.cpu import choose_dtype, host_cpu
 from llf_inference.keepalive import parse_keep_alive
@@ -24,10 +24,6 @@ Device = Literal["cpu", "cuda"]
 SwapStrategy = Literal["start-then-switch", "stop-then-start"]
 ENGINE_VENV_PYTHON = Path(".venv-engine") / "bin" / "python"
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-
-
-def _alias(env: str, name: str) -> AliasChoices:
-    return AliasChoices(env, name)
 
 
 class EngineOptions(BaseModel):
@@ -142,7 +138,6 @@ class InferenceSettings(LLFSettings):
     )
     serve_on_start: str | list[str] | None = Field(
         None,
-        validation_alias=_alias("LLF_SERVE_ON_START", "serve_on_start"),
         description="Models to load at start: a list, or names separated by commas.",
     )
     max_loaded_models: int | None = Field(None, ge=1, description="Models loaded at once; default: as many as fit.")
