@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 
 from llf_inference.api import GatewayDep
 from llf_inference.gateway import CHECKS, FORM_ENDPOINTS
+from llf_inference.multipart import form_fields
 
 router = APIRouter(tags=["openai"])
 SESSION_HEADER = "x-session-id"
@@ -56,11 +57,7 @@ def _relay_form(endpoint: str) -> None:
         started = time.monotonic()
         raw = await request.body()
         content_type = request.headers.get("content-type", "")
-        fields: dict[str, str] = {}
-        if content_type.startswith("multipart/form-data"):
-            form = await request.form()  # parsed from the body read above (Starlette keeps it)
-            fields = {k: v for k, v in form.items() if isinstance(v, str) and k in ("model", "stream")}
-            await form.close()
+        fields = form_fields(raw, content_type)
         return await gateway.complete_form(endpoint, raw, content_type, fields, started, _session(request))
 
     router.add_api_route(
