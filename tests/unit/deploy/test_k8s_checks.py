@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.support import k8s
 
@@ -158,3 +161,15 @@ def test_vendored_crds_cover_every_custom_kind_used() -> None:
 
 def test_release_tag_is_the_services_version() -> None:
     assert k8s.release_tag().count(".") == 2
+
+
+def test_the_config_file_of_the_configmap_is_valid_for_the_registry_and_the_cli(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from llf_cli.settings import get_settings
+    from llf_models.settings import ModelsSettings
+
+    monkeypatch.setenv("LLF_CONFIG", str(k8s.K8S_DIR / "base" / "config.json"))
+    monkeypatch.setenv("LLF_HOME", str(tmp_path))
+    assert ModelsSettings.load().workers == 2
+    assert get_settings().default_model == "Qwen/Qwen2.5-0.5B-Instruct"
