@@ -22,12 +22,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+Description = str | Callable[[], str]
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: Description, interval: float = 0.05) -> T:
     """Call ``predicate`` until it returns something truthy, and return that.
 
     Raises ``AssertionError("timed out after … waiting for <what>")`` at the deadline, so the
-    failure names the condition. The predicate is always called at least once, and once more
-    at the deadline, so a slow last poll is not lost.
+    failure names the condition; ``what`` may be a function, called only then, to add what the
+    system looked like (a status, a log tail). The predicate is always called at least once, and
+    once more at the deadline, so a slow last poll is not lost.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -35,11 +39,13 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            raise AssertionError(_timed_out(timeout, what))
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
 
-async def async_wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
+async def async_wait_for(
+    predicate: Callable[[], T], timeout: float, what: Description, interval: float = 0.02
+) -> T:
     """``wait_for`` for a test running in an event loop: polls without blocking the loop."""
     deadline = time.monotonic() + timeout
     while True:
@@ -47,5 +53,9 @@ async def async_wait_for(predicate: Callable[[], T], timeout: float, what: str, 
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            raise AssertionError(_timed_out(timeout, what))
         await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+def _timed_out(timeout: float, what: Description) -> str:
+    return f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}"

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.hub import HubStandIn
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_for
 from tests.support.registry import RegistryStack
 
 API_KEY = "sk-hardening-0123456789abcdef"
@@ -46,10 +45,7 @@ def wait_until_ready(readyz: Callable[[], int], why: Callable[[], str], timeout:
     answer 503 with ``Retry-After``, as documented. Tests start from the serving state, so a slow
     start on a busy machine is not mistaken for a server error; ``why()`` explains a timeout.
     """
-    deadline = time.monotonic() + timeout
-    while (status := readyz()) != 200:
-        assert time.monotonic() < deadline, f"/readyz still answers {status} after {timeout:.0f} s: {why()}"
-        time.sleep(0.2)
+    wait_for(lambda: readyz() == 200, timeout, lambda: f"/readyz to answer 200: {why()}", interval=0.2)
 
 
 def upstream_model_dir(root: Path) -> Path:
