@@ -446,3 +446,32 @@ def test_a_pipe_nobody_writes_to_gets_a_hint(capsys: pytest.CaptureFixture[str])
     with os.fdopen(read_end) as stream:
         assert read_piped(stream, patience=0.01) == ""
     assert "waiting for the rest of the question on stdin" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- sessions
+def sessions(fake: Fake) -> list[str]:
+    return [r.headers.get("X-Session-ID", "") for r in fake.sent("POST", "/v1/chat/completions")]
+
+
+def test_every_turn_of_a_conversation_carries_one_session_id(llf: Invoke, fake: Fake) -> None:
+    serving(fake, answer("one"), answer("two"), answer("three"))
+    repl(llf, "first", "second", "third")
+    ids = sessions(fake)
+    assert len(ids) == 3 and len(set(ids)) == 1 and len(ids[0]) == 32
+
+
+def test_clear_and_load_start_a_new_session(llf: Invoke, fake: Fake, tmp_path: Path) -> None:
+    serving(fake, answer("one"), answer("two"), answer("three"), answer("four"))
+    saved = tmp_path / "talk.json"
+    repl(llf, "first", f"/save {saved}", "/clear", "second", f"/load {saved}", "third", "fourth")
+    ids = sessions(fake)
+    assert ids[0] != ids[1] != ids[2] and ids[2] == ids[3] and ids[0] != ids[2]
+    assert "session" not in json.loads(saved.read_text())  # the file format is unchanged
+
+
+def test_one_shot_answers_send_a_session_id_of_their_own(llf: Invoke, fake: Fake) -> None:
+    serving(fake, answer("one"), answer("two"))
+    llf("chat", "hi")
+    llf("chat", "again")
+    first, second = sessions(fake)
+    assert first and second and first != second

@@ -12,6 +12,7 @@ import io
 import select
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
@@ -38,14 +39,28 @@ OPTION_RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 
 
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass
 class Conversation:
-    """What is sent with every question; ``/save`` writes exactly this as JSON."""
+    """What is sent with every question; ``/save`` writes exactly this (but ``session``) as JSON.
+
+    ``session`` goes out as ``X-Session-ID``: the gateway routes every turn of one conversation
+    to the engine that already holds its prefix in cache. A cleared or loaded conversation is a
+    new one, with a new id.
+    """
 
     model: str
     system: str | None = None
     messages: list[dict[str, str]] = field(default_factory=list)
     options: dict[str, float | int | None] = field(default_factory=dict)
+    session: str = field(default_factory=new_session_id)
+
+    def clear(self) -> None:
+        self.messages.clear()
+        self.session = new_session_id()
 
     def request(self, question: str) -> dict[str, Any]:
         system = [{"role": "system", "content": self.system}] if self.system else []
@@ -70,6 +85,7 @@ class Conversation:
         for key, value in options.items():
             check_option(key, value)
         self.messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+        self.session = new_session_id()
         self.system = data.get("system") if isinstance(data.get("system"), str) else None
         self.options.update(options)
 
@@ -114,11 +130,13 @@ class Answer:
         return line + (" · stopped at max_tokens" if self.finish_reason == "length" else "")
 
 
-def stream_answer(state: State, body: dict[str, Any], write: Callable[[str], None]) -> Answer:
+def stream_answer(
+    state: State, body: dict[str, Any], write: Callable[[str], None], session: str | None = None
+) -> Answer:
     """Send one question, write the answer as it streams, and measure it."""
     answer = Answer()
     started = time.perf_counter()
-    for chunk in state.gateway.chat(body, stream_timeout=state.settings.stream_timeout):
+    for chunk in state.gateway.chat(body, stream_timeout=state.settings.stream_timeout, session=session):
         if not isinstance(chunk, dict):
             continue
         if isinstance(chunk.get("error"), dict):
@@ -221,7 +239,7 @@ def run(
         },
     )
     if not repl:
-        answer = stream_answer(state, conversation.request(question), write_stdout)
+        answer = stream_answer(state, conversation.request(question), write_stdout, conversation.session)
         write_stdout("\n" if not answer.text.endswith("\n") else "")
         if stats:
             click.secho(answer.stats(), dim=True, err=True)

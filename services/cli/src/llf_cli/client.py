@@ -123,7 +123,7 @@ class ServiceClient:
 
     def events(self, method: str, path: str, **kwargs: Any) -> Iterator[Any]:
         """The ``data`` of each server-sent event, JSON-decoded; ``[DONE]`` ends the stream."""
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store", **kwargs.pop("headers", {})}
         with self._translated(), self.http.stream(method, path, headers=headers, **kwargs) as response:
             self._check(response)
             for event in EventSource(response).iter_sse():
@@ -235,6 +235,7 @@ class Gateway(ServiceClient):
         body = {"model": model, "replicas": replicas, "wait": wait}
         return self.request("POST", "/v1/serve", json=body, timeout=self.timeout(timeout))
 
-    def chat(self, body: dict[str, Any], *, stream_timeout: float = 300.0) -> Iterator[Any]:
-        """Chat-completion chunks as they are generated (OpenAI SSE)."""
-        return self.events("POST", "/v1/chat/completions", json=body, timeout=self.timeout(stream_timeout))
+    def chat(self, body: dict[str, Any], *, stream_timeout: float = 300.0, session: str | None = None) -> Iterator[Any]:
+        """Chat-completion chunks as they are generated (OpenAI SSE); ``session`` is sent as ``X-Session-ID``."""
+        extra = {"headers": {"X-Session-ID": session}} if session else {}
+        return self.events("POST", "/v1/chat/completions", json=body, timeout=self.timeout(stream_timeout), **extra)

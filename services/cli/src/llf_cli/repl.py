@@ -91,7 +91,9 @@ class Repl:
 
     def ask(self, question: str) -> None:
         try:
-            answer = stream_answer(self.state, self.conversation.request(question), write_stdout)
+            answer = stream_answer(
+                self.state, self.conversation.request(question), write_stdout, self.conversation.session
+            )
         except KeyboardInterrupt:
             write_stdout("\n")
             say("(answer canceled)", dim=True)
@@ -123,7 +125,7 @@ class Repl:
         say(f"messages        {len(conversation.messages)}")
 
     def clear(self, argument: str) -> None:
-        self.conversation.messages.clear()
+        self.conversation.clear()
         say("conversation cleared", dim=True)
 
     def exit(self, argument: str) -> bool:
