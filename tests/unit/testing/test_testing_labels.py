@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llf_testing.labels import HOST, MANAGED, PID, PID_START, PROJECT, SESSION, STACK, Owner, is_orphan, leftovers
+from llf_testing.labels import HOST, MANAGED, PID, PID_START, PROJECT, ROLE, SESSION, STACK, Owner, is_orphan, leftovers
 
 
 def labels(pid: int = 42, host: str = "box", start: str = "100", **extra: str) -> dict[str, str]:
@@ -11,7 +11,7 @@ def labels(pid: int = 42, host: str = "box", start: str = "100", **extra: str) -
 
 def test_owner_labels_name_the_session_host_pid_and_its_start() -> None:
     owner = Owner("abc", "box", 7, "123")
-    assert owner.labels() == {MANAGED: "1", SESSION: "abc", HOST: "box", PID: "7", PID_START: "123"}
+    assert owner.labels() == {MANAGED: "1", SESSION: "abc", HOST: "box", PID: "7", PID_START: "123", ROLE: "gateway"}
 
 
 def test_a_container_of_a_live_run_is_kept() -> None:

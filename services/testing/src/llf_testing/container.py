@@ -19,6 +19,8 @@ from llf_testing.reaper import reap
 from llf_testing.wait import LlfStartError, wait_until_answers
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk is an image we cannot count on
+import contextlib
+
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
@@ -76,9 +78,12 @@ class LlfContainer(DockerContainer):  # type: ignore[misc]
 
     def get_base_url(self) -> str:
         """``http://host:port/v1``: OpenAI's base URL for this container."""
-        host = self.get_container_host_ip()
-        if self._loopback and host == "localhost":
-            host = "127.0.0.1"
+        if testcontainers_config.tc_host_override:
+            host = testcontainers_config.tc_host_override
+        elif self._loopback:
+            host = "127.0.0.1"  # published on loopback only (testcontainers may guess a gateway IP)
+        else:
+            host = self.get_container_host_ip()
         return base_url(host, int(self.get_exposed_port(PORT)))
 
     def openai_client(self, **kwargs: Any) -> openai.OpenAI:
@@ -114,7 +119,8 @@ class LlfContainer(DockerContainer):  # type: ignore[misc]
             self.image = choose_image(f"inference-{'gpu' if gpu else 'cpu'}", os.environ, local_tags(client))
         self._configure_model(client)
         self.with_envs(**self._extra_env)
-        self._loopback = "unix" in str(client.api.base_url) or client.api.base_url.startswith("http+docker://local")
+        local = str(client.api.base_url).startswith(("http+unix://", "http+docker://local"))
+        self._loopback = local and not testcontainers_config.tc_host_override
         self.ports[PORT] = ("127.0.0.1", None) if self._loopback else None
         extra: dict[str, Any] = {"labels": OWNER.labels(), "shm_size": "1g"}
         if gpu:
@@ -134,6 +140,16 @@ class LlfContainer(DockerContainer):  # type: ignore[misc]
             self.stop()
             raise
         return self
+
+    def stop(self, force: bool = True, delete_volume: bool = True) -> None:
+        """Remove the container; a second call (or one after a failed start) does nothing."""
+        import docker.errors
+
+        if self._container is None:
+            return
+        with contextlib.suppress(docker.errors.NotFound):
+            super().stop(force, delete_volume)
+        self._container = None
 
     def _exited(self) -> str | None:
         container = self.get_wrapped_container()
@@ -196,7 +212,7 @@ class LlfContainer(DockerContainer):  # type: ignore[misc]
             ["sh", "-c", script],
             user="root",
             volumes={stack.models_volume: {"bind": m.STORE, "mode": "ro"}},
-            labels=OWNER.labels(),
+            labels=OWNER.labels("helper"),
             detach=True,
         )
         try:
@@ -223,12 +239,16 @@ def ensure_demo(client: Any, inference_image: str) -> None:
     """Write the tiny model into the shared demo volume once, with ``llf-tiny-model`` of the models image."""
     models_image = inference_image.replace("/inference-cpu:", "/models:").replace("/inference-gpu:", "/models:")
     models_image = choose_image_like(client, models_image)
-    script = f"test -f {m.DEMO_DIR}/config.json || llf-tiny-model {m.DEMO_DIR}"
+    # Written aside and renamed: a run killed mid-write never leaves a half model for the next.
+    script = (
+        f"test -f {m.DEMO_DIR}/config.json || {{ t={m.DEMO_DIR}.tmp.$$ && llf-tiny-model $t >/dev/null"
+        f" && mv $t {m.DEMO_DIR}; }}"
+    )
     output = client.containers.run(
         models_image,
         ["sh", "-c", script],
         volumes={m.DEMO_VOLUME: {"bind": "/data/models", "mode": "rw"}},
-        labels=OWNER.labels(),
+        labels=OWNER.labels("helper"),
         remove=True,
     )
     del output
@@ -250,7 +270,7 @@ def snapshot_in_volume(client: Any, image: str, volume: str, repo: str) -> str |
             image,
             ["cat", m.manifest_file(repo)],
             volumes={volume: {"bind": m.STORE, "mode": "ro"}},
-            labels=OWNER.labels(),
+            labels=OWNER.labels("helper"),
             remove=True,
         )
     except docker.errors.ContainerError:

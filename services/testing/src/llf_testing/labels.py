@@ -21,6 +21,7 @@ SESSION = f"{PREFIX}.session"
 HOST = f"{PREFIX}.host"
 PID = f"{PREFIX}.pid"
 PID_START = f"{PREFIX}.pid-start"
+ROLE = f"{PREFIX}.role"  # gateway (what a test talks to), helper (one-shot), stack
 STACK = f"{PREFIX}.project"  # set by LlfStack; images carry Compose's own project label
 PROJECT = "com.docker.compose.project"
 
@@ -59,8 +60,11 @@ class Owner:
         pid = os.getpid()
         return cls(session or uuid.uuid4().hex[:12], socket.gethostname(), pid, process_start(pid))
 
-    def labels(self) -> dict[str, str]:
-        return {MANAGED: "1", SESSION: self.session, HOST: self.host, PID: str(self.pid), PID_START: self.pid_start}
+    def labels(self, role: str = "gateway") -> dict[str, str]:
+        return {
+            MANAGED: "1", SESSION: self.session, HOST: self.host, PID: str(self.pid), PID_START: self.pid_start,
+            ROLE: role,
+        }  # fmt: skip
 
 
 def is_orphan(

@@ -121,7 +121,7 @@ class LlfStack:
             client.volumes.create(self.models_volume, labels={"org.llf.testing.volume": "models"})
         handle, name = tempfile.mkstemp(prefix="llf-testing-", suffix=".compose.json")
         with os.fdopen(handle, "w") as out:
-            json.dump(override(self.models_volume, {**OWNER.labels(), STACK: self.project}), out)
+            json.dump(override(self.models_volume, {**OWNER.labels("stack"), STACK: self.project}), out)
         self._override = Path(name)
         self._env = stack_env({**os.environ, **self.extra_env}, local_tags(client))
         try:
