@@ -27,6 +27,8 @@ Misbehaviour is chosen with environment variables:
   FAKE_EVENTS=path          append "request <model>" / "disconnect" / "done" lines to a file
   FAKE_STATE=path           first start of a "crash once" engine writes here; see FAKE_FAIL_ONCE
   FAKE_FAIL_ONCE=1          with FAKE_STATE: exit 1 on the first start only
+  FAKE_DIE_ON_REQUEST="t"   on the first completion request, print the text and exit 1 (a vLLM
+                            whose worker died of SIGILL under its first forward pass)
 """
 
 from __future__ import annotations
@@ -127,6 +129,10 @@ class FakeEngine:
     async def complete(self, request: dict[str, Any], chat: bool, receive: Any, send: Any) -> None:
         _event(f"request {request.get('model')}")
         self.requests.append(request)
+        dying_words = os.environ.get("FAKE_DIE_ON_REQUEST")
+        if dying_words:
+            print(dying_words.replace("\\n", "\n"), flush=True)
+            os._exit(1)
         if self.sleeping:
             await _respond(send, 503, b'{"error": {"message": "the engine is asleep", "code": 503}}')
             return
