@@ -1,19 +1,21 @@
 # llf router image: vllm-router (PyPI `vllm-router`, a Rust load balancer for vLLM with a Python
 # launcher) in front of engine-only inference containers: Kubernetes (deploy/k8s) and Compose.
 # Entrypoint `vllm-router`; the default arguments listen on 0.0.0.0:8000 (Kubernetes passes its own).
-# Build context: the repo root. Build args: BASE_IMAGE, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL,
-# VLLM_ROUTER_SPEC. BuildKit secret `pip_ca`: CA bundle of a TLS-intercepting proxy (optional).
+# Its version and dependencies come from uv.lock (the `router` group, which `make dev` installs too).
+# Build context: the repo root. Build args: BASE_IMAGE, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL.
+# BuildKit secret `pip_ca`: CA bundle of a TLS-intercepting proxy (optional).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
 ARG PIP_INDEX_URL=
 ARG PIP_EXTRA_INDEX_URL=
-ARG VLLM_ROUTER_SPEC=vllm-router==0.1.17
 ENV PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/router
-COPY deploy/pip.sh /build/
+COPY deploy/pip.sh deploy/lockpin.py deploy/lockreqs.sh /build/
+COPY uv.lock pyproject.toml /build/
 RUN --mount=type=secret,id=pip_ca \
-    /build/pip.sh /opt/router install "$VLLM_ROUTER_SPEC" \
+    cd /build && ./lockreqs.sh router.txt --only-group router \
+    && ./pip.sh /opt/router install --no-deps -r router.txt \
     && /opt/router/bin/python -m pip check
 
 FROM ${BASE_IMAGE} AS router
