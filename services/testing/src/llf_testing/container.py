@@ -160,7 +160,7 @@ class LlfContainer(DockerContainer):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ the model's source
     def _configure_model(self, client: Any) -> None:
-        baked = (client.images.get(self.image).labels or {}).get(m.MODEL_LABEL) if self._image_given else None
+        baked = (_image(client, self.image).labels or {}).get(m.MODEL_LABEL) if self._image_given else None
         wanted = self._requested_model
         if baked and wanted in (None, m.DEMO, baked):
             self._served = baked  # the image holds it, and its ENV already serves it
@@ -226,6 +226,16 @@ class LlfContainer(DockerContainer):  # type: ignore[misc]
             return name
         finally:
             builder.remove(force=True)
+
+
+def _image(client: Any, name: str) -> Any:
+    """The local image ``name``, pulled first when absent (a team's registry)."""
+    import docker.errors
+
+    try:
+        return client.images.get(name)
+    except docker.errors.ImageNotFound:
+        return client.images.pull(name)
 
 
 def base_url(host: str, port: int) -> str:

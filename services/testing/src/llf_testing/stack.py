@@ -1,10 +1,11 @@
 """``LlfStack``: the whole Compose stack (Redis, registry, workers, gateway) for tests that pull.
 
 The project's own ``docker-compose.yml`` + ``deploy/compose.cpu.yml`` (or ``compose.gpu.yml``),
-under a project name of its own, with host ports chosen by Docker, images never built or pulled
-here (``make images`` built them), and the model store on a named volume shared across runs
-(``llf-testing-models``): what one run pulled, verified by the registry's sha256 check, the next
-finds there. ``down -v`` at the end removes the project's own volumes, never that one.
+under a project name of its own, with host ports chosen by Docker; images are never built here
+(present locally from ``scripts/docker-images.sh``, or pulled from ``LLF_IMAGE_PREFIX``'s registry).
+The model store is a named volume shared across runs (``llf-testing-models``): what one run pulled,
+verified by the registry's sha256 check, the next finds there. ``down -v`` at the end removes the
+project's own volumes, never that one.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class LlfStack:
         self._override = Path(name)
         self._env = stack_env({**os.environ, **self.extra_env}, local_tags(client))
         try:
-            self.compose("up", "-d", "--pull", "never", "--no-build", "--wait", timeout=self.startup_timeout)
+            self.compose("up", "-d", "--pull", "missing", "--no-build", "--wait", timeout=self.startup_timeout)
         except BaseException:
             self.stop()
             raise
