@@ -37,7 +37,7 @@ class PatientClient:
         body: dict[str, object] = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
         if self.model:
             body["model"] = self.model
-        with self.gateway.client(timeout=120) as http:
+        with self.gateway.client(timeout=600) as http:  # a request may wait for its model to load
             while not self.stop.is_set():
                 try:
                     response = http.post("/v1/chat/completions", json=body)
