@@ -404,6 +404,16 @@ def test_serve_waits_until_the_model_is_ready(llf: Invoke, fake: Fake) -> None:
     assert fake.body("POST", "/v1/serve") == {"model": MODEL, "replicas": 1, "wait": True}
 
 
+def test_serve_runner_pooling_asks_for_a_pooling_engine(llf: Invoke, fake: Fake) -> None:
+    fake.on("GET", f"{MODELS}/{MODEL}", httpx.Response(200, json=model_info()))
+    fake.on("POST", f"{GATEWAY}/v1/serve", httpx.Response(202, json=gateway_status(MODEL)))
+    result = llf("serve", MODEL, "--runner", "pooling", "--convert", "embed")
+    assert result.exit_code == 0, result.output
+    body = fake.body("POST", "/v1/serve")
+    assert body == {"model": MODEL, "replicas": 1, "wait": True, "runner": "pooling", "convert": "embed"}
+    assert llf("serve", MODEL, "--runner", "sideways").exit_code == 2
+
+
 def test_serve_polls_the_status_when_the_gateway_answers_before_ready(llf: Invoke, fake: Fake) -> None:
     fake.on("GET", f"{MODELS}/{MODEL}", httpx.Response(200, json=model_info()))
     fake.on("POST", f"{GATEWAY}/v1/serve", httpx.Response(202, json=gateway_status(state="starting", target=MODEL)))

@@ -84,3 +84,18 @@ def test_overrides_turn_off_prefix_caching_and_tools_and_serve_a_pooling_model(
     embed = EngineSpec.from_settings(settings, "o/embed", str(path)).command(9000)
     assert embed[embed.index("--runner") + 1] == "pooling" and embed[embed.index("--convert") + 1] == "embed"
     assert "--enable-auto-tool-choice" not in embed  # a pooling model generates no tool calls
+
+
+def test_a_pooling_engine_is_checked_with_an_embedding_before_it_is_ready(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    embed = EngineSpec.from_settings(settings, "o/m", str(tmp_path), EngineOptions(runner="pooling"))
+    assert embed.runner == "pooling" and embed.preflight_request("hi") == (
+        "/v1/embeddings",
+        {"model": "o/m", "input": "hi"},
+    )
+    classify = EngineSpec.from_settings(settings, "o/m", str(tmp_path), EngineOptions(convert="classify"))
+    assert classify.preflight_request("hi")[0] == "/classify"
+    chat = EngineSpec.from_settings(settings, "o/m", str(tmp_path))
+    assert chat.runner == "generate" and chat.preflight_request("hi")[0] == "/v1/completions"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -194,3 +195,23 @@ async def test_an_audio_upload_without_model_is_routed_like_any_request_without_
 ) -> None:
     response = await client.post("/v1/audio/transcriptions", files={"file": ("a.wav", b"RIFF")})
     assert response.status_code == 200
+
+
+async def test_models_and_status_say_which_runner_and_tool_parser_each_model_has(
+    client: httpx.AsyncClient, replicas: list[Replica]
+) -> None:
+    entry = next(m for m in (await client.get("/v1/models")).json()["data"] if m["id"] == MODEL)
+    assert entry["runner"] == "generate" and "tool_call_parser" in entry
+    status = (await client.get("/v1/status")).json()
+    assert {r["runner"] for r in status["replicas"]} == {"generate"}
+
+
+async def test_serve_with_a_pooling_runner_starts_a_pooling_engine(make_settings: MakeSettings, tmp_path: Path) -> None:
+    gateway = Gateway(make_settings(), resolver=FakeResolver(paths={"o/embed": str(tmp_path)}))
+    transport = httpx.ASGITransport(app=create_app(gateway.settings, gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        gateway.lifecycle.load = lambda model: None  # type: ignore[method-assign,assignment,return-value]
+        body = {"model": "o/embed", "runner": "pooling", "convert": "embed"}
+        assert (await http.post("/v1/serve", json=body)).status_code == 202
+    spec = gateway.supervisor.wants["o/embed"].spec
+    assert spec.runner == "pooling" and spec.command(1)[spec.command(1).index("--convert") + 1] == "embed"

@@ -231,8 +231,17 @@ class Gateway(ServiceClient):
     def status(self) -> Any:
         return self.request("GET", "/v1/status")
 
-    def serve(self, model: str, *, replicas: int = 1, wait: bool = True, timeout: float | None = None) -> Any:
-        body = {"model": model, "replicas": replicas, "wait": wait}
+    def serve(
+        self,
+        model: str,
+        *,
+        replicas: int = 1,
+        wait: bool = True,
+        timeout: float | None = None,
+        engine: dict[str, str] | None = None,
+    ) -> Any:
+        """Ask the gateway to serve ``model``; ``engine`` adds ``runner``/``convert`` (a pooling model)."""
+        body: dict[str, Any] = {"model": model, "replicas": replicas, "wait": wait, **(engine or {})}
         return self.request("POST", "/v1/serve", json=body, timeout=self.timeout(timeout))
 
     def chat(self, body: dict[str, Any], *, stream_timeout: float = 300.0, session: str | None = None) -> Iterator[Any]:

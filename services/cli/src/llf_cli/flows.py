@@ -138,14 +138,14 @@ def served(status: dict[str, Any], model: str) -> bool:
     return model in (status.get("models") or [])
 
 
-def serve(state: State, model: str, *, replicas: int = 1) -> dict[str, Any]:
+def serve(state: State, model: str, *, replicas: int = 1, engine: dict[str, str] | None = None) -> dict[str, Any]:
     """Ask the gateway to (hot-)swap to ``model`` and wait until it is ready or failed."""
     settings = state.settings
     deadline = time.monotonic() + settings.serve_timeout
     try:
         with progress.waiting(f"loading {model} (the first load takes a while) …"):
             status: dict[str, Any] = state.gateway.serve(
-                model, replicas=replicas, wait=True, timeout=settings.serve_timeout
+                model, replicas=replicas, wait=True, timeout=settings.serve_timeout, engine=engine
             )
             while not served(status, model) and status.get("state") != "failed":
                 if time.monotonic() > deadline:

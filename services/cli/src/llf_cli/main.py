@@ -311,19 +311,28 @@ def jobs_watch(state: State, job_id: str, as_json: bool) -> None:
 @click.argument("model")
 @click.option("--replicas", type=click.IntRange(1, 16), default=1, show_default=True, help="Engine processes.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Return only when the model is ready.")
+@click.option(
+    "--runner", type=click.Choice(["generate", "pooling"]), default=None, help="pooling: embeddings, score, rerank."
+)
+@click.option(
+    "--convert", type=click.Choice(["embed", "classify"]), default=None, help="Adapt a chat model to a pooling task."
+)
 @json_option
 @pass_state
-def serve(state: State, model: str, replicas: int, wait: bool, as_json: bool) -> None:
+def serve(
+    state: State, model: str, replicas: int, wait: bool, runner: str | None, convert: str | None, as_json: bool
+) -> None:
     """Have the gateway serve MODEL (a hot swap if another model is loaded)."""
     from llf_cli import flows, render
 
     if state.registry.find_model(model) is None:
         raise CLIError(f"{model} is not downloaded; run `llf pull {model}` first (or `llf chat -m {model}`)")
     try:
+        engine = {key: value for key, value in (("runner", runner), ("convert", convert)) if value}
         if wait:
-            status = flows.serve(state, model, replicas=replicas)
+            status = flows.serve(state, model, replicas=replicas, engine=engine)
         else:
-            status = state.gateway.serve(model, replicas=replicas, wait=False)
+            status = state.gateway.serve(model, replicas=replicas, wait=False, engine=engine)
     except CLIError as exc:
         raise cluster_decides(state, exc) from None
     if as_json:

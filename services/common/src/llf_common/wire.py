@@ -183,6 +183,12 @@ class ServeRequest(Request):
     gpus: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, max_length=64, description="Place replicas only on these GPUs (NVML indices); default all."
     )
+    runner: Literal["generate", "pooling"] | None = Field(
+        None, description="vLLM --runner: pooling serves embeddings/score/rerank; default the settings'."
+    )
+    convert: Literal["embed", "classify"] | None = Field(
+        None, description="vLLM --convert: adapt a generative checkpoint to a pooling task."
+    )
 
     @field_validator("replicas")
     @classmethod
@@ -230,6 +236,8 @@ class ReplicaStatus(Reply):
     memory_bytes: int | None = None
     max_model_len: int | None = None
     placement: ReplicaPlacement | None = None
+    runner: str | None = Field(None, description="generate, or pooling (embeddings, score, rerank).")
+    tool_call_parser: str | None = Field(None, description="The engine's --tool-call-parser; null: no auto tools.")
 
 
 class GatewayStatus(Reply):

@@ -43,7 +43,7 @@ from llf_inference.router import ModelNotServed, route
 from llf_inference.routing import make_policy
 from llf_inference.routing.keys import routing_key
 from llf_inference.routing.responses import ResponseMap
-from llf_inference.settings import InferenceSettings
+from llf_inference.settings import EngineOptions, InferenceSettings
 from llf_inference.supervisor import EngineFailed, Supervisor, Want
 
 log = logging.getLogger(__name__)
@@ -138,14 +138,16 @@ class Gateway:
         wait: bool = False,
         replace: str | None = None,
         gpus: Sequence[int] | None = None,
+        engine: EngineOptions | None = None,
     ) -> GatewayStatus:
         """Load ``model`` beside the others (room made by evicting idle ones), or in place of ``replace``.
 
-        A model already loaded with another replica count is converged to the new count. With
+        A model already loaded with another replica count is converged to the new count.
+        ``engine`` (``llf serve --runner pooling``) overrides the settings' engine options. With
         ``wait``, until it is ready (or failed: 502 with the reason; 507 if it fits nowhere).
         """
         info = await self.resolver.resolve(model)
-        spec = EngineSpec.from_settings(self.settings, model, info.path)
+        spec = EngineSpec.from_settings(self.settings, model, info.path, engine)
         want = Want(spec, replicas, tuple(gpus) if gpus else None, info.weight_bytes or info.size_bytes)
         self.supervisor.want(want)
         self.supervisor.target, self.supervisor.message = model, None

@@ -62,6 +62,7 @@ def model_entries(supervisor: Supervisor, views: Iterable[ModelView], available:
         entry: dict[str, Any] = {"id": view.model, "object": "model", "created": created, "owned_by": "llf"}
         if ready:
             entry.update(max_model_len=ready[0].max_model_len, replicas=len(ready))
+            entry.update(runner=ready[0].spec.runner, tool_call_parser=ready[0].spec.tool_parser)
         entry["state"] = state
         data.append(entry)
         seen.add(view.model)

@@ -224,9 +224,9 @@ class Replica:
         saying ``ready`` and then losing every request.
         """
         assert self.process is not None and self.client is not None
-        body = {"model": self.model, "prompt": PREFLIGHT_PROMPT, "max_tokens": 1, "temperature": 0}
+        path, body = self.spec.preflight_request(PREFLIGHT_PROMPT)
         timeout = self.settings.readiness_timeout_s
-        request = asyncio.ensure_future(self.client.post("/v1/completions", json=body, timeout=timeout))
+        request = asyncio.ensure_future(self.client.post(path, json=body, timeout=timeout))
         died = asyncio.ensure_future(exited.wait())
         try:
             done, _ = await asyncio.wait({request, died}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -334,6 +334,8 @@ class Replica:
             log_tail=process.log_tail(20) if process is not None and (self.failure or self.state != "ready") else [],
             memory_bytes=process.memory_bytes() if running and process else None,
             max_model_len=self.max_model_len,
+            runner=self.spec.runner,
+            tool_call_parser=self.spec.tool_parser,
         )
 
 
@@ -346,7 +348,8 @@ def _preflight_problem(request: asyncio.Future[httpx.Response]) -> str | None:
     if response.status_code != 200:
         return f"HTTP {response.status_code}: {response.text[:300]}"
     try:
-        choices = response.json()["choices"]
-    except (ValueError, KeyError, TypeError):
+        answer = response.json()
+        choices = answer.get("choices") or answer.get("data")  # generated text, or pooled vectors
+    except (ValueError, AttributeError):
         choices = None
     return None if choices else f"an answer without choices: {response.text[:300]}"

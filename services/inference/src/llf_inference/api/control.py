@@ -10,6 +10,7 @@ from llf_common.wire import GatewayStatus, ServeRequest
 
 from llf_inference.api import GatewayDep
 from llf_inference.metrics import CONTENT_TYPE
+from llf_inference.settings import EngineOptions
 
 router = APIRouter(tags=["control"])
 health = APIRouter(tags=["health"])
@@ -22,7 +23,10 @@ health = APIRouter(tags=["health"])
     summary="Load a model from the registry beside the others, or in place of `replace` (hot swap).",
 )
 async def serve(body: ServeRequest, gateway: GatewayDep, response: Response) -> GatewayStatus:
-    status = await gateway.serve(body.model, body.replicas, wait=body.wait, replace=body.replace, gpus=body.gpus)
+    engine = EngineOptions(runner=body.runner, convert=body.convert) if body.runner or body.convert else None
+    status = await gateway.serve(
+        body.model, body.replicas, wait=body.wait, replace=body.replace, gpus=body.gpus, engine=engine
+    )
     if body.wait:
         response.status_code = 200
     return status

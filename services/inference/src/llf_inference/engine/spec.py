@@ -35,13 +35,29 @@ class EngineSpec:
     tool_parser: str | None = None
     """vLLM's ``--tool-call-parser`` for this model (``engine/tools.py``); ``None``: no auto tool choice."""
 
+    @property
+    def runner(self) -> str:
+        """``pooling`` for an embedding/score/rerank engine, else ``generate``."""
+        o = self.options
+        return "pooling" if o.runner == "pooling" or o.convert not in (None, "auto") else "generate"
+
+    def preflight_request(self, prompt: str) -> tuple[str, dict[str, object]]:
+        """The first request an engine must answer before it is ``ready``: a generation, or a pooling."""
+        if self.runner == "pooling":
+            path = "/classify" if self.options.convert == "classify" else "/v1/embeddings"
+            return path, {"model": self.model, "input": prompt}
+        return "/v1/completions", {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0}
+
     @classmethod
-    def from_settings(cls, settings: InferenceSettings, model: str, path: str) -> EngineSpec:
+    def from_settings(
+        cls, settings: InferenceSettings, model: str, path: str, overrides: EngineOptions | None = None
+    ) -> EngineSpec:
+        """The spec of ``model`` from the settings; ``overrides`` (from ``llf serve`` flags) win over them."""
         env = dict(settings.engine_env)
         if settings.engine_offline:
             env.setdefault("HF_HUB_OFFLINE", "1")
             env.setdefault("TRANSFORMERS_OFFLINE", "1")
-        options = settings.engine_options(model)
+        options = settings.engine_options(model).merged(overrides)
         pooling = options.runner == "pooling" or options.convert not in (None, "auto")
         return cls(
             model=model,
