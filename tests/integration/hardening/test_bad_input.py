@@ -215,8 +215,9 @@ def test_the_pulled_model_survives_the_whole_catalogue(registry: RegistryStack) 
 IMPORT_BODIES: list[tuple[str, Any, tuple[int, ...]]] = [
     ("relative path", {"path": "models/x"}, (400, 422)),
     ("traversal in a relative path", {"path": "../../etc"}, (400, 422)),
-    ("path that does not exist", {"path": "/no/such/dir/anywhere"}, (400, 404, 422)),
-    ("10k-character path", {"path": "/" + TEN_K}, (400, 404, 422)),
+    ("path that does not exist", {"path": "/no/such/dir/anywhere"}, (400, 403, 404, 422)),
+    ("10k-character path", {"path": "/" + TEN_K}, (400, 403, 404, 422)),
+    ("directory outside the import roots", {"path": "/etc"}, (403,)),
     ("name with traversal", {"path": "/tmp", "name": "../etc"}, (422,)),
     ("unicode name", {"path": "/tmp", "name": "ówner/nâme"}, (422,)),
 ]
