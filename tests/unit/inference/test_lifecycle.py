@@ -267,6 +267,26 @@ async def test_two_clients_alternating_models_on_a_one_model_budget_swap_once_pe
     await life.close()
 
 
+async def test_two_clients_looping_on_two_models_never_waste_a_load() -> None:
+    engines = FakeEngines()
+    life = lifecycle(engines, max_loaded_models=1)
+    served: list[str] = []
+
+    async def client(model: str) -> None:
+        for _ in range(5):
+            lease = await life.acquire(model)
+            served.append(model)
+            await asyncio.sleep(0)  # the answer takes a moment
+            lease.release()
+
+    await settled(*(asyncio.create_task(client(m)) for m in ("a/x", "b/y")))
+    assert sorted(served) == ["a/x"] * 5 + ["b/y"] * 5
+    starts = [line.split()[1] for line in engines.log if line.startswith("start")]
+    runs = [m for i, m in enumerate(served) if i == 0 or served[i - 1] != m]
+    assert starts == runs  # one load per run of answers: every load served before its model left
+    await life.close()
+
+
 async def test_a_model_that_fits_nowhere_is_refused_with_the_reason_and_nothing_starts() -> None:
     engines = FakeEngines(slots=0)
     life = lifecycle(engines)
