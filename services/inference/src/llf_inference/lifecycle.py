@@ -18,6 +18,10 @@ guarantees:
   ``keep_alive`` (the last request's, else the configured one); ``None`` waits until its
   room is needed, ``0`` unloads at once. Where the engine can sleep (vLLM sleep mode on a
   GPU), an idle model is put to sleep instead and woken by its next request.
+
+What the supervisor does on its own is reported here too: a hot swap (``adopt``: requests
+for the incoming model wait for the swap instead of starting a load of their own), replicas
+added directly (``track``) and a model it removed (``dropped``).
 """
 
 from __future__ import annotations
