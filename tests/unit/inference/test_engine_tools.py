@@ -99,3 +99,11 @@ def test_a_pooling_engine_is_checked_with_an_embedding_before_it_is_ready(
     assert classify.preflight_request("hi")[0] == "/classify"
     chat = EngineSpec.from_settings(settings, "o/m", str(tmp_path))
     assert chat.runner == "generate" and chat.preflight_request("hi")[0] == "/v1/completions"
+
+
+def test_the_tiny_test_model_gets_the_hermes_parser(tmp_path: Path) -> None:
+    from llf_models.tinymodel import config, tokenizer_config
+
+    write_model(tmp_path, "LlamaForCausalLM", template=tokenizer_config()["chat_template"])
+    (tmp_path / "config.json").write_text(json.dumps(config()))
+    assert choose_tool_parser("auto", tmp_path) == "hermes"
