@@ -171,3 +171,11 @@ def test_every_model_the_gateway_lists_or_has_a_replica_of_is_in_use_whatever_it
         )
 
     assert probe(handler).in_use() == {"a/loaded", "c/asleep", "d/failed", "e/loading"}
+
+
+def test_a_model_in_the_gateways_pool_without_a_replica_yet_is_in_use() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        states = [{"model": "f/waiting", "state": "loading"}, {"model": "g/on-disk", "state": "available"}]
+        return httpx.Response(200, json={"state": "ready", "models": [], "replicas": [], "model_states": states})
+
+    assert probe(handler).in_use() == {"f/waiting"}

@@ -111,4 +111,8 @@ def models_in(status: Any) -> set[str]:
     target = status.get("target")
     if isinstance(target, str) and target and status.get("state") in ("starting", "switching"):
         found.add(target)
+    # Every model in the gateway's pool, including one still waiting for room (no replica yet).
+    for entry in status.get("model_states") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("model"), str) and entry.get("state") != "available":
+            found.add(entry["model"])
     return found
