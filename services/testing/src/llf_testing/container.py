@@ -129,7 +129,7 @@ class LlfContainer(DockerContainer):  # type: ignore[misc]
             extra["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         if self._network_name:
             extra["network"] = self._network_name
-        self.with_kwargs(**extra)
+        self.with_kwargs(**{**self._kwargs, **extra})  # with_kwargs replaces: keep the caller's
         super().start()
         try:
             with httpx.Client(base_url=self.get_base_url() + "/", timeout=30) as http:
