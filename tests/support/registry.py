@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 from llf_common.wire import TERMINAL_JOB_STATES
 
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
@@ -272,16 +272,15 @@ def wait_job(
 ) -> dict[str, Any]:
     """Poll ``GET /v1/jobs/{id}`` until its state is one of ``states``; return the JobInfo JSON."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    deadline = time.monotonic() + timeout
-    info: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    last: dict[str, Any] = {}
+
+    def reached() -> dict[str, Any] | None:
         response = httpx.get(f"{registry_url}/v1/jobs/{job_id}", headers=headers, timeout=10)
         response.raise_for_status()
-        info = response.json()
-        if info["state"] in states:
-            return info
-        time.sleep(0.1)
-    raise TimeoutError(f"job {job_id} not in {sorted(states)} after {timeout} s: {info}")
+        last.update(response.json())
+        return dict(last) if last["state"] in states else None
+
+    return wait_for(reached, timeout, lambda: f"job {job_id} to be {' or '.join(sorted(states))}: {last}", 0.1)
 
 
 def import_tiny_model(
