@@ -25,8 +25,8 @@ def recorded(name: str) -> CpuInfo:
     ("name", "vendor", "dtype"),
     [
         ("intel-xeon-sapphire-rapids.txt", "GenuineIntel", "bfloat16"),
-        ("amd-epyc-zen4-kvm.txt", "AuthenticAMD", "float32"),
-        ("amd-epyc-zen4-kvm.lscpu.txt", "AuthenticAMD", "float32"),
+        ("amd-epyc-zen4-kvm.txt", "AuthenticAMD", "bfloat16"),
+        ("amd-epyc-zen4-kvm.lscpu.txt", "AuthenticAMD", "bfloat16"),
         ("amd-epyc-rome.txt", "AuthenticAMD", "float32"),
         ("intel-core-skylake-client.txt", "GenuineIntel", "float32"),
     ],
@@ -47,6 +47,20 @@ def test_the_flags_that_decide_are_where_the_records_say() -> None:
     assert recorded("amd-epyc-zen4-kvm.lscpu.txt").flags == amd.flags
     for name in ("amd-epyc-rome.txt", "intel-core-skylake-client.txt"):
         assert not any(flag.startswith("avx512") for flag in recorded(name).flags)
+
+
+def test_avx512_without_bf16_gets_float32() -> None:
+    zen4 = recorded("amd-epyc-zen4-kvm.txt")
+    ice_lake_like = CpuInfo(zen4.vendor, zen4.model, zen4.flags - {"avx512_bf16"})
+    assert "avx512f" in ice_lake_like.flags
+    assert choose_dtype(ice_lake_like).dtype == "float32"
+
+
+def test_amx_without_its_bf16_part_is_not_enough_on_its_own() -> None:
+    intel = recorded("intel-xeon-sapphire-rapids.txt")
+    assert (
+        choose_dtype(CpuInfo(intel.vendor, intel.model, intel.flags - {"amx_bf16", "avx512_bf16"})).dtype == "float32"
+    )
 
 
 def test_a_cpu_whose_flags_are_unknown_is_left_to_vllm() -> None:

