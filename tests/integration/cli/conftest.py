@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,44 @@ class Llf:
         done = self(*args, "--json")
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
+
+    def held_until(
+        self,
+        hub: HubStandIn,
+        repo: str,
+        path: str,
+        *args: str,
+        seen: str = "downloading",
+        timeout: float = 300,
+        **env: str,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``llf *args`` while the hub holds ``path`` after its first bytes; release it once a
+        stderr line starts with ``seen``.
+
+        The download is then seen in progress however fast the machine is (a throttled hub raced
+        the clock). If the line never comes, the hold is released at ``timeout`` so the run ends
+        and the test's own assertions say what was missing.
+        """
+        hub.hold(repo, path, after_bytes=4096)
+        watchdog = threading.Timer(timeout, hub.release)
+        watchdog.start()
+        try:
+            child = subprocess.Popen(
+                [str(LLF), *args], env={**self.env, **env}, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert child.stderr is not None and child.stdout is not None
+            err: list[str] = []
+            for line in child.stderr:
+                err.append(line)
+                if line.startswith(seen):
+                    hub.release(repo, path)
+            out = child.stdout.read()
+            returncode = child.wait(timeout)
+        finally:
+            watchdog.cancel()
+            hub.release(repo, path)
+        return subprocess.CompletedProcess(child.args, returncode, out, "".join(err))
 
     def spawn(self, *args: str, **env: str) -> pexpect.spawn:
         """``llf`` in a pseudo-terminal (a TTY: prompt_toolkit, rich bars), for interactive tests."""

@@ -7,14 +7,12 @@ verify and remove what is there.
 from __future__ import annotations
 
 import re
-import subprocess
-import threading
 from pathlib import Path
 
 import pexpect
 import pytest
 
-from tests.integration.cli.conftest import LLF, Llf, dead_url
+from tests.integration.cli.conftest import Llf, dead_url
 from tests.support.hub import HubStandIn
 from tests.support.redis_server import RedisServer
 from tests.support.registry import RegistryStack
@@ -29,30 +27,15 @@ def llf(registry: RegistryStack, llf_home: Path) -> Llf:
 
 
 def test_pull_shows_progress_and_ends_verified(llf: Llf, hub: HubStandIn) -> None:
-    # The weights stay held after their first bytes until the CLI has printed a "downloading" line:
-    # the download is seen in progress however fast this machine is.
-    hub.hold(TINY, "model.safetensors", after_bytes=4096)
-    watchdog = threading.Timer(120, hub.release)  # a CLI that never says "downloading" still ends
-    watchdog.start()
-    try:
-        child = subprocess.Popen([str(LLF), "pull", TINY], env=llf.env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-        assert child.stderr is not None and child.stdout is not None
-        lines: list[str] = []
-        for line in child.stderr:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("downloading"):
-                hub.release(TINY, "model.safetensors")
-        stdout = child.stdout.read()
-        assert child.wait(timeout=60) == 0, "\n".join(lines)
-    finally:
-        watchdog.cancel()
-        hub.reset_faults()
+    # The weights stay held after their first bytes until a "downloading" line is printed.
+    done = llf.held_until(hub, TINY, "model.safetensors", "pull", TINY)
+    assert done.returncode == 0, done.stderr
     assert hub.bytes_served(TINY, "model.safetensors") > 4096
+    lines = done.stderr.splitlines()
     assert lines[0].startswith(f"pulling {TINY}@main (job ")
-    assert any(line.startswith("downloading") for line in lines), lines
-    assert "\x1b[" not in "".join(lines) + stdout
-    assert re.fullmatch(rf"✓ {TINY} pulled \([0-9a-f]{{7}}, [0-9.]+ [kM]B, verified\)\n", stdout), stdout
+    assert any(line.startswith("downloading") for line in lines), done.stderr
+    assert "\x1b[" not in done.stderr + done.stdout
+    assert re.fullmatch(rf"✓ {TINY} pulled \([0-9a-f]{{7}}, [0-9.]+ [kM]B, verified\)\n", done.stdout), done.stdout
 
 
 def test_models_ls_json_lists_the_pulled_model(llf: Llf) -> None:
