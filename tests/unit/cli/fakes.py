@@ -12,11 +12,21 @@ from typing import Any
 
 import httpx
 from click.testing import Result
-from llf_common.wire import GatewayStatus, JobInfo, ModelInfo, Progress, PullResponse, ReplicaStatus
+from llf_common.wire import (
+    GatewayStatus,
+    JobInfo,
+    ModelInfo,
+    ModelStatus,
+    Progress,
+    PullResponse,
+    ReplicaPlacement,
+    ReplicaStatus,
+)
 
 REGISTRY = "http://registry.test"
 GATEWAY = "http://gateway.test"
 MODEL = "acme/tiny-chat"
+OTHER_MODEL = "acme/coder"
 
 Reply = httpx.Response | Callable[[httpx.Request], httpx.Response]
 
@@ -109,6 +119,47 @@ def chat_chunks(*pieces: str, usage: int | None = None, finish: str = "stop") ->
 
 def answer(*pieces: str, usage: int | None = None) -> httpx.Response:
     return sse(chat_chunks(*pieces, usage=usage), done=True)
+
+
+def answer_after_loading(model: str, *pieces: str, seconds: tuple[int, ...] = (0, 5)) -> httpx.Response:
+    """A stream that waits for ``model`` to load on demand: the gateway's SSE comment lines, then the answer."""
+    comments = "".join(f": loading {model} {s} s\n\n" for s in seconds)
+    events = sse(chat_chunks(*pieces), done=True).content.decode()
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=(comments + events).encode())
+
+
+def old_gateway_status(*models: str, **fields: Any) -> dict[str, Any]:
+    """The status of a gateway from before load on demand: no ``model_states``."""
+    status = gateway_status(*models, **fields)
+    status.pop("model_states")
+    return status
+
+
+def placed_status() -> dict[str, Any]:
+    """Two models on a 2-GPU box: a replica each of MODEL on GPU0 and GPU1, OTHER tensor-parallel over both."""
+    replicas = [
+        ReplicaStatus(
+            id=rid,
+            model=model,
+            state=state,
+            pid=pid,
+            port=port,
+            uptime_s=30.0,
+            max_model_len=2048,
+            placement=ReplicaPlacement(device="cuda", gpus=gpus, gpu_memory_utilization=share),
+        )
+        for rid, model, state, pid, port, gpus, share in (
+            ("r0", MODEL, "ready", 101, 50001, [0], 0.125),
+            ("r1", MODEL, "ready", 102, 50002, [1], 0.125),
+            ("r2", OTHER_MODEL, "starting", 103, 50003, [0, 1], 0.5),
+        )
+    ]
+    states = [
+        ModelStatus(model=MODEL, state="loaded", replicas=2, in_flight=1, keep_alive_s=None),
+        ModelStatus(model=OTHER_MODEL, state="loading", replicas=1, waiting=3),
+    ]
+    status = GatewayStatus(state="loading", models=[MODEL], target=OTHER_MODEL, replicas=replicas, model_states=states)
+    return status.model_dump(mode="json")
 
 
 @dataclass

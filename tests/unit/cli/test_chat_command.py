@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from llf_cli.chat import LoadingNote
 
 from tests.unit.cli.conftest import Invoke
 from tests.unit.cli.fakes import (
@@ -16,11 +17,13 @@ from tests.unit.cli.fakes import (
     REGISTRY,
     Fake,
     answer,
+    answer_after_loading,
     chat_chunks,
     gateway_status,
     job_info,
     model_info,
     no_ansi,
+    old_gateway_status,
     pull_response,
     sse,
 )
@@ -348,8 +351,11 @@ def test_repl_info_asks_the_registry_for_context_when_no_replica_says(llf: Invok
     assert "context length  4096" in repl(llf, "/info")
 
 
-def test_repl_model_switches_pulling_and_serving_first(llf: Invoke, fake: Fake) -> None:
-    serving(fake)
+def test_repl_model_switches_pulling_and_serving_first_on_a_gateway_without_load_on_demand(
+    llf: Invoke, fake: Fake
+) -> None:
+    fake.on("GET", STATUS, httpx.Response(200, json=old_gateway_status(MODEL)))
+    fake.on("POST", CHAT, answer("Hello", usage=1))
     fake.on("POST", f"{REGISTRY}/v1/pulls", httpx.Response(202, json=pull_response()))
     fake.on("GET", f"{REGISTRY}/v1/jobs/job-1/events", sse([job_info("finished", repo=OTHER)]))
     fake.on("POST", f"{GATEWAY}/v1/serve", httpx.Response(202, json=gateway_status(OTHER)))
@@ -359,8 +365,35 @@ def test_repl_model_switches_pulling_and_serving_first(llf: Invoke, fake: Fake) 
     assert chat_bodies(fake)[0]["model"] == OTHER
 
 
+def test_repl_model_loads_on_the_first_question_showing_one_loading_line(llf: Invoke, fake: Fake) -> None:
+    serving(fake, answer_after_loading(OTHER, "Hi", " there"))
+    fake.on("GET", f"{REGISTRY}/v1/models/{OTHER}", httpx.Response(200, json=model_info(OTHER)))
+    output = repl(llf, f"/model {OTHER}", "hi")
+    assert fake.sent("POST", "/v1/serve") == []
+    assert chat_bodies(fake)[0]["model"] == OTHER
+    assert output.splitlines()[1:4] == [f"now chatting with {OTHER}", f"loading {OTHER}…", "Hi there"]
+
+
+def test_one_shot_answer_after_a_load_on_demand_prints_the_loading_line_once(llf: Invoke, fake: Fake) -> None:
+    serving(fake, answer_after_loading(MODEL, "ok", seconds=(0, 5, 10)))
+    result = llf("chat", "hi")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "ok\n" and result.stderr == f"loading {MODEL}…\n"
+
+
+def test_loading_note_on_a_terminal_counts_in_place_and_is_wiped(capsys: pytest.CaptureFixture[str]) -> None:
+    note = LoadingNote(terminal=True)
+    note("loading acme/x 0 s")
+    note("loading acme/x 5 s")
+    note("keep-alive")
+    note.done()
+    err = capsys.readouterr().err
+    assert err == ("\r\x1b[2mloading acme/x… 0 s\x1b[0m\x1b[K\r\x1b[2mloading acme/x… 5 s\x1b[0m\x1b[K\r\x1b[K")
+
+
 def test_repl_model_that_cannot_be_served_keeps_the_old_one(llf: Invoke, fake: Fake) -> None:
-    serving(fake)
+    fake.on("GET", STATUS, httpx.Response(200, json=old_gateway_status(MODEL)))
+    fake.on("POST", CHAT, answer("Hello", usage=1))
     fake.on("GET", f"{REGISTRY}/v1/models/{OTHER}", httpx.Response(200, json=model_info(OTHER)))
     fake.on("POST", f"{GATEWAY}/v1/serve", httpx.Response(409, json={"detail": "a switch is already running"}))
     output = repl(llf, f"/model {OTHER}", "hi")

@@ -130,13 +130,50 @@ class Answer:
         return line + (" · stopped at max_tokens" if self.finish_reason == "length" else "")
 
 
+class LoadingNote:
+    """The gateway's ``: loading MODEL 12 s`` comments, shown while a model loads on demand.
+
+    On a terminal one dim line on stderr counts the seconds in place and is wiped when the
+    answer starts; elsewhere a single ``loading MODEL…`` line, so logs stay short.
+    """
+
+    def __init__(self, terminal: bool | None = None) -> None:
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.shown = False
+
+    def __call__(self, comment: str) -> None:
+        words = comment.split()
+        if len(words) < 2 or words[0] != "loading":
+            return
+        waited = " ".join(words[2:])
+        if self.terminal:
+            _raw(f"\r\033[2mloading {words[1]}… {waited}\033[0m\033[K")
+        elif not self.shown:
+            click.echo(f"loading {words[1]}…", err=True)
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown and self.terminal:
+            _raw("\r\033[K")
+        self.shown = False
+
+
+def _raw(text: str) -> None:
+    """Terminal control as is (``click.echo`` would strip it where it guesses no terminal)."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
 def stream_answer(
     state: State, body: dict[str, Any], write: Callable[[str], None], session: str | None = None
 ) -> Answer:
-    """Send one question, write the answer as it streams, and measure it."""
+    """Send one question, write the answer as it streams, and measure it (a wait for the model's load included)."""
     answer = Answer()
+    loading = LoadingNote()
     started = time.perf_counter()
-    for chunk in state.gateway.chat(body, stream_timeout=state.settings.stream_timeout, session=session):
+    chunks = state.gateway.chat(body, stream_timeout=state.settings.stream_timeout, session=session, on_comment=loading)
+    for chunk in chunks:
+        loading.done()
         if not isinstance(chunk, dict):
             continue
         if isinstance(chunk.get("error"), dict):

@@ -12,17 +12,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from httpx_sse import EventSource, SSEError
+from llf_common.wire import TERMINAL_JOB_STATES
 
 from llf_cli.errors import CLIError, Unreachable
 
-TERMINAL_JOB_STATES = frozenset({"finished", "failed", "stopped", "canceled"})
 _DEFAULT: Any = object()
 
 
@@ -101,6 +101,8 @@ class ServiceClient:
             return
         response.read()
         detail = error_detail(response)
+        if response.status_code == 507:  # the model fits nowhere: the gateway's one line says why
+            raise CLIError(detail, status=507)
         if response.status_code >= 500:
             request_id = response.headers.get("X-Request-ID") or response.request.headers.get("X-Request-ID")
             message = f"the {self.name} failed ({response.status_code}): {detail} [request id {request_id}]"
@@ -121,20 +123,26 @@ class ServiceClient:
         except ValueError as exc:
             raise CLIError(f"the {self.name} at {self.base_url} sent a reply that is not JSON") from exc
 
-    def events(self, method: str, path: str, **kwargs: Any) -> Iterator[Any]:
-        """The ``data`` of each server-sent event, JSON-decoded; ``[DONE]`` ends the stream."""
+    def events(
+        self, method: str, path: str, *, on_comment: Callable[[str], None] | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        """The ``data`` of each server-sent event, JSON-decoded; ``[DONE]`` ends the stream.
+
+        ``on_comment`` receives the text of SSE comment lines (``: loading MODEL 12 s`` while the
+        gateway loads a model on demand), which httpx-sse's ``EventSource`` drops silently.
+        """
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-store", **kwargs.pop("headers", {})}
         with self._translated(), self.http.stream(method, path, headers=headers, **kwargs) as response:
             self._check(response)
-            for event in EventSource(response).iter_sse():
-                if event.data == "[DONE]":
+            for data in _sse_data(response, on_comment):
+                if data == "[DONE]":
                     return
-                if not event.data:
+                if not data:
                     continue
                 try:
-                    yield json.loads(event.data)
+                    yield json.loads(data)
                 except ValueError as exc:
-                    raise CLIError(f"the {self.name} sent an event that is not JSON: {event.data[:100]}") from exc
+                    raise CLIError(f"the {self.name} sent an event that is not JSON: {data[:100]}") from exc
 
     def healthy(self) -> bool:
         """Is the process up at all (``/healthz``)? Never raises."""
@@ -142,6 +150,34 @@ class ServiceClient:
             return self.http.get("/healthz", timeout=self.timeout(self._connect_timeout)).is_success
         except httpx.HTTPError:
             return False
+
+
+def _sse_data(response: httpx.Response, on_comment: Callable[[str], None] | None) -> Iterator[str]:
+    """Each event's ``data`` (lines joined), handing comment lines to ``on_comment``.
+
+    Without ``on_comment`` this is httpx-sse's ``EventSource``; with it, the same grammar for the
+    ``data`` field (the only one the services send) read line by line, because ``EventSource``
+    never shows comments.
+    """
+    if on_comment is None:
+        for event in EventSource(response).iter_sse():
+            yield event.data
+        return
+    content_type = response.headers.get("content-type", "").partition(";")[0]
+    if "text/event-stream" not in content_type:
+        raise SSEError(f"Expected response header Content-Type to contain 'text/event-stream', got {content_type!r}")
+    data: list[str] = []
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            on_comment(line[1:].strip())
+        elif not line:
+            if data:
+                yield "\n".join(data)
+            data = []
+        elif line.partition(":")[0] == "data":
+            data.append(line.partition(":")[2].removeprefix(" "))
+    if data:
+        yield "\n".join(data)
 
 
 def model_path(name: str) -> str:
@@ -235,16 +271,45 @@ class Gateway(ServiceClient):
         self,
         model: str,
         *,
-        replicas: int = 1,
+        replicas: int | str = 1,
         wait: bool = True,
         timeout: float | None = None,
         engine: dict[str, str] | None = None,
+        replace: str | None = None,
+        gpus: list[int] | None = None,
     ) -> Any:
-        """Ask the gateway to serve ``model``; ``engine`` adds ``runner``/``convert`` (a pooling model)."""
+        """Ask the gateway to serve ``model`` beside the others, or in place of ``replace`` (a hot swap).
+
+        ``engine`` adds ``runner``/``convert`` (a pooling model); ``gpus`` limits placement to
+        those NVML indices. Fields left unset are not sent, so an older gateway sees the old body.
+        """
         body: dict[str, Any] = {"model": model, "replicas": replicas, "wait": wait, **(engine or {})}
+        body.update({key: value for key, value in (("replace", replace), ("gpus", gpus)) if value is not None})
         return self.request("POST", "/v1/serve", json=body, timeout=self.timeout(timeout))
 
-    def chat(self, body: dict[str, Any], *, stream_timeout: float = 300.0, session: str | None = None) -> Iterator[Any]:
-        """Chat-completion chunks as they are generated (OpenAI SSE); ``session`` is sent as ``X-Session-ID``."""
+    def stop(self, model: str, *, timeout: float | None = None) -> Any:
+        """Drain and unload one model (``DELETE /v1/serve/{model}``); the reply is the ``GatewayStatus``."""
+        model_path(model)  # a malformed name is one line here
+        return self.request("DELETE", f"/v1/serve/{quote(model, safe='/')}", timeout=self.timeout(timeout))
+
+    def chat(
+        self,
+        body: dict[str, Any],
+        *,
+        stream_timeout: float = 300.0,
+        session: str | None = None,
+        on_comment: Callable[[str], None] | None = None,
+    ) -> Iterator[Any]:
+        """Chat-completion chunks as they are generated (OpenAI SSE); ``session`` is sent as ``X-Session-ID``.
+
+        ``on_comment`` sees the gateway's ``: loading MODEL 12 s`` lines while a model loads on demand.
+        """
         extra = {"headers": {"X-Session-ID": session}} if session else {}
-        return self.events("POST", "/v1/chat/completions", json=body, timeout=self.timeout(stream_timeout), **extra)
+        return self.events(
+            "POST",
+            "/v1/chat/completions",
+            json=body,
+            timeout=self.timeout(stream_timeout),
+            on_comment=on_comment,
+            **extra,
+        )

@@ -138,14 +138,28 @@ def served(status: dict[str, Any], model: str) -> bool:
     return model in (status.get("models") or [])
 
 
-def serve(state: State, model: str, *, replicas: int = 1, engine: dict[str, str] | None = None) -> dict[str, Any]:
-    """Ask the gateway to (hot-)swap to ``model`` and wait until it is ready or failed."""
+def serve(
+    state: State,
+    model: str,
+    *,
+    replicas: int | str = 1,
+    engine: dict[str, str] | None = None,
+    replace: str | None = None,
+    gpus: list[int] | None = None,
+) -> dict[str, Any]:
+    """Have the gateway serve ``model`` (beside the others, or in place of ``replace``); wait: ready or failed."""
     settings = state.settings
     deadline = time.monotonic() + settings.serve_timeout
     try:
         with progress.waiting(f"loading {model} (the first load takes a while) …"):
             status: dict[str, Any] = state.gateway.serve(
-                model, replicas=replicas, wait=True, timeout=settings.serve_timeout, engine=engine
+                model,
+                replicas=replicas,
+                wait=True,
+                timeout=settings.serve_timeout,
+                engine=engine,
+                replace=replace,
+                gpus=gpus,
             )
             while not served(status, model) and status.get("state") != "failed":
                 if time.monotonic() > deadline:
@@ -169,8 +183,15 @@ def serve_failure(status: dict[str, Any]) -> str:
     return status.get("message") or (errors[-1] if errors else f"state {status.get('state')}")
 
 
-def ensure_served(state: State, model: str, *, status: dict[str, Any] | None = None) -> dict[str, Any]:
-    """First run in one call: pull ``model`` if the registry lacks it, then have it served."""
+def ensure_served(
+    state: State, model: str, *, status: dict[str, Any] | None = None, on_demand: bool = False
+) -> dict[str, Any]:
+    """First run in one call: pull ``model`` if the registry lacks it, then have it served.
+
+    With ``on_demand`` and a gateway that loads models on demand (its status has
+    ``model_states``), a pulled model is not served here: the first request loads it, and the
+    chat shows the gateway's loading lines meanwhile.
+    """
     if status is None:
         status = state.gateway.status()
     if served(status, model):
@@ -180,6 +201,8 @@ def ensure_served(state: State, model: str, *, status: dict[str, Any] | None = N
         reply = pull(state, model, hint=True)
         if reply.get("job"):
             check_job(reply["job"])
+    if on_demand and "model_states" in status:
+        return status
     return serve(state, model)
 
 

@@ -307,9 +307,41 @@ def jobs_watch(state: State, job_id: str, as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------- gateway
+class Replicas(click.ParamType):
+    """``--replicas``: 1-16, or ``auto`` (one per GPU with room; on CPU, per free core)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or str(value).isdigit():
+            if 1 <= int(value) <= 16:
+                return int(value)
+        elif str(value).lower() == "auto":
+            return "auto"
+        self.fail(f"{value!r} is not a number 1-16 or auto", param, ctx)
+
+
+class GpuList(click.ParamType):
+    """``--gpus 0,1``: NVML indices, as ``nvidia-smi`` numbers them."""
+
+    name = "0,1,…"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[int]:
+        if isinstance(value, list):
+            return value
+        parts = [part.strip() for part in str(value).split(",")]
+        if not parts or not all(part.isdigit() for part in parts):
+            self.fail(f"{value!r} is not a list of GPU indices like 0,1", param, ctx)
+        return sorted({int(part) for part in parts})
+
+
 @cli.command()
 @click.argument("model")
-@click.option("--replicas", type=click.IntRange(1, 16), default=1, show_default=True, help="Engine processes.")
+@click.option(
+    "--replicas", type=Replicas(), default=1, show_default=True, help="Engine processes (1-16), or auto: one per GPU."
+)
+@click.option("--gpus", type=GpuList(), help="Place replicas only on these GPUs (indices as nvidia-smi shows).")
+@click.option("--replace", metavar="OLD", help="Hot-swap OLD for MODEL (no failed request); default: add MODEL.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Return only when the model is ready.")
 @click.option(
     "--runner", type=click.Choice(["generate", "pooling"]), default=None, help="pooling: embeddings, score, rerank."
@@ -320,27 +352,54 @@ def jobs_watch(state: State, job_id: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def serve(
-    state: State, model: str, replicas: int, wait: bool, runner: str | None, convert: str | None, as_json: bool
+    state: State,
+    model: str,
+    replicas: int | str,
+    gpus: list[int] | None,
+    replace: str | None,
+    wait: bool,
+    runner: str | None,
+    convert: str | None,
+    as_json: bool,
 ) -> None:
-    """Have the gateway serve MODEL (a hot swap if another model is loaded)."""
+    """Load MODEL beside the models already served (idle ones make room), or in place of --replace OLD.
+
+    A model that fits on no device is refused at once with one line saying what it needs and what is free.
+    """
     from llf_cli import flows, render
 
     if state.registry.find_model(model) is None:
         raise CLIError(f"{model} is not downloaded; run `llf pull {model}` first (or `llf chat -m {model}`)")
+    where = {"replace": replace, "gpus": gpus}
     try:
         engine = {key: value for key, value in (("runner", runner), ("convert", convert)) if value}
         if wait:
-            status = flows.serve(state, model, replicas=replicas, engine=engine)
+            status = flows.serve(state, model, replicas=replicas, engine=engine, **where)
         else:
-            status = state.gateway.serve(model, replicas=replicas, wait=False, engine=engine)
+            status = state.gateway.serve(model, replicas=replicas, wait=False, engine=engine, **where)
     except CLIError as exc:
         raise cluster_decides(state, exc) from None
     if as_json:
         render.print_json(status)
     elif wait:
-        click.echo(f"✓ serving {model}")
+        click.echo(f"✓ serving {model}" + (f" in place of {replace}" if replace else ""))
     else:
         click.echo(f"the gateway is loading {model}; `llf status` shows when it is ready")
+
+
+@cli.command()
+@click.argument("model")
+@json_option
+@pass_state
+def stop(state: State, model: str, as_json: bool) -> None:
+    """Unload MODEL: its requests finish (drain), then its engines stop. Asking for it later loads it again."""
+    from llf_cli import render
+
+    status = state.gateway.stop(model, timeout=state.settings.serve_timeout)  # 404: the gateway names what is loaded
+    if as_json:
+        render.print_json(status)
+    else:
+        click.echo(f"✓ stopped {model}")
 
 
 @cli.command()

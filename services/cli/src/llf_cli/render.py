@@ -242,6 +242,7 @@ def status_view(registry_url: str, registry_up: bool, gateway_url: str, status: 
             ]
         )
     )
+    models_states(out, status.get("model_states") or [])
     replicas = status.get("replicas") or []
     if not replicas:
         return
@@ -261,11 +262,80 @@ def status_view(registry_url: str, registry_up: bool, gateway_url: str, status: 
         )
     out.print()
     out.print(table)
+    devices_table(out, replicas)
     for replica in replicas:
         if replica.get("last_error"):
             out.print(f"{replica.get('id')}: {replica['last_error']}", style="red", markup=False)
             for line in (replica.get("log_tail") or [])[-LOG_TAIL_LINES:]:
                 out.print(f"  {line}", style="dim", markup=False)
+
+
+def until(timestamp: str | None, state: str | None) -> str:
+    """When an idle model unloads (``ollama ps``'s UNTIL): ``in 4m59s``; ``-`` when not by time."""
+    if not timestamp or state not in ("loaded", "asleep"):
+        return "-"
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return timestamp
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    return "in " + duration(max(0.0, (then - datetime.now(UTC)).total_seconds()))
+
+
+def models_states(out: Out, states: list[dict[str, Any]]) -> None:
+    """Every model in the pool: loading, loaded, asleep …, its requests and when it unloads."""
+    if not states:
+        return
+    table = _table("MODEL", "STATE", "REPLICAS", "IN FLIGHT", "WAITING", "UNTIL")
+    for model in states:
+        table.add_row(
+            model.get("model", "?"),
+            model.get("state", "-"),
+            str(model.get("replicas", 0)),
+            str(model.get("in_flight", 0)),
+            str(model.get("waiting", 0)),
+            until(model.get("until"), model.get("state")),
+        )
+    out.print()
+    out.print(table)
+    for model in states:
+        if model.get("error"):
+            out.print(f"{model.get('model')}: {model['error']}", style="red", markup=False)
+
+
+def placement_share(placement: dict[str, Any]) -> str:
+    """What a replica holds: ``memory share 0.412`` (of each of its GPUs) or ``cores 2,3, 3.2 GB RAM``."""
+    if placement.get("device") == "cuda":
+        share = placement.get("gpu_memory_utilization")
+        return f"memory share {share:.3f}" if isinstance(share, int | float) else "-"
+    cores = placement.get("cores") or []
+    ram = placement.get("ram_bytes")
+    parts = [f"core{'s' if len(cores) > 1 else ''} {','.join(map(str, cores))}" if cores else ""]
+    parts.append(f"{size(ram)} RAM" if ram else "")
+    return ", ".join(part for part in parts if part) or "-"
+
+
+def devices_table(out: Out, replicas: list[dict[str, Any]]) -> None:
+    """Each device and what it holds: one row per (GPU or CPU, replica), from the replicas' placement."""
+    rows: list[tuple[tuple[int, int], str, dict[str, Any], dict[str, Any]]] = []
+    for replica in replicas:
+        placement = replica.get("placement")
+        if not isinstance(placement, dict):
+            continue
+        gpus = placement.get("gpus") or []
+        if placement.get("device") == "cuda" and gpus:
+            group = f" (tensor parallel {','.join(map(str, gpus))})" if len(gpus) > 1 else ""
+            rows += [((0, g), f"GPU{g}{group}", replica, placement) for g in gpus]
+        else:
+            rows.append(((1, 0), "CPU", replica, placement))
+    if not rows:
+        return
+    table = _table("DEVICE", "REPLICA", "MODEL", "HOLDS")
+    for _, device, replica, placement in sorted(rows, key=lambda row: row[0]):
+        table.add_row(device, str(replica.get("id", "?")), replica.get("model", "-"), placement_share(placement))
+    out.print()
+    out.print(table)
 
 
 def config_view(values: dict[str, Any], path: str, exists: bool) -> None:

@@ -25,7 +25,7 @@ HELP = """\
   /help, /?           this help
   /info               model, engine state, context length, options
   /clear              forget the conversation (keeps the system prompt)
-  /model [NAME]       show or switch the model (pulled and loaded if needed)
+  /model [NAME]       show or switch the model (pulled if needed, loaded on the first question)
   /system [TEXT]      show or set the system prompt
   /set [NAME VALUE]   show or set temperature, top_p, max_tokens, seed ('none' resets)
   /save FILE          save the conversation as JSON
@@ -135,7 +135,7 @@ class Repl:
         if not argument:
             say(f"model: {self.conversation.model}")
             return
-        flows.ensure_served(self.state, argument)
+        flows.ensure_served(self.state, argument, on_demand=True)  # the first question loads it
         self.conversation.model = argument
         say(f"now chatting with {argument}", dim=True)
 
