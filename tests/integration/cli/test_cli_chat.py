@@ -54,11 +54,9 @@ def llf(
 
 def test_first_run_pulls_serves_and_answers(llf: Llf, hub: HubStandIn) -> None:
     assert llf.json("models", "ls") == []
-    hub.throttle(600_000)  # the tiny model takes ~3 s: the download is seen in progress
-    try:
-        done = llf("chat", "hi", "--max-tokens", "8", "--stats", timeout=ENGINE_WAIT, LLF_DEFAULT_MODEL=TINY)
-    finally:
-        hub.reset_faults()
+    # The weights stay held after their first bytes until a "downloading" line is printed.
+    done = llf.held_until(hub, TINY, "model.safetensors", "chat", "hi", "--max-tokens", "8", "--stats",
+                          timeout=ENGINE_WAIT, LLF_DEFAULT_MODEL=TINY)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"{TINY} is not downloaded yet; pulling it first" in done.stderr
     assert any(line.startswith("downloading") for line in done.stderr.splitlines()), done.stderr
