@@ -6,6 +6,7 @@ ENGINE_VENV := .venv-engine
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 MODEL ?=
+REPLICAS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # uv reads no pip.conf: it trusts the platform's CA store (where a TLS-intercepting proxy's CA lives,
 # and PyPI's everywhere) instead of its bundled roots, and uses the venv's Python, never a download.
@@ -77,7 +78,7 @@ soak: dev ## Long load/soak test against the local-mode stack (bounded in time).
 	$(PY) -m pytest -m soak -q -p no:cacheprovider
 
 up: dev ## Start the stack (Compose with GPU/CPU, or local processes) and serve MODEL.
-	$(PY) -m scripts.up $(if $(MODEL),--model $(MODEL))
+	$(PY) -m scripts.up $(if $(MODEL),--model $(MODEL)) $(if $(REPLICAS),--replicas $(REPLICAS))
 
 down: ## Stop what `make up` started.
 	$(PY) -m scripts.up --down

@@ -17,7 +17,7 @@ from scripts.up import compose, local, localplan, state, ui, userenv
 from scripts.up.localconf import ConfError
 from scripts.up.mode import ModeError, detect
 from scripts.up.runners import runner_for
-from scripts.up.stack import DEMO_MODEL, HubUnreachable, Stack, UpError
+from scripts.up.stack import DEMO_MODEL, HubUnreachable, Stack, UpError, parse_replicas
 
 REPO = localplan.REPO
 KNOWN_ERRORS = (UpError, ConfigError, ModeError, localplan.PlanError, local.LocalError, compose.ComposeError, ConfError)
@@ -27,6 +27,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="make up", description=__doc__)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--model", help="repo id to serve (default: LLF_DEFAULT_MODEL / config / built-in)")
+    parser.add_argument("--replicas", help="engines for the model: 1-16 or auto (default: LLF_REPLICAS, else 1)")
     group.add_argument("--down", action="store_true", help="stop what `make up` started")
     group.add_argument("--logs", action="store_true", help="tail the stack's logs")
     return parser.parse_args(argv)
@@ -69,8 +70,11 @@ def ensure_model(stack: Stack, model: str, write_demo: Callable[[], str], hub: s
     return DEMO_MODEL
 
 
-def up(settings: LLFSettings, model_arg: str | None, environ: Mapping[str, str]) -> int:
+def up(
+    settings: LLFSettings, model_arg: str | None, environ: Mapping[str, str], replicas_arg: str | None = None
+) -> int:
     started = time.monotonic()
+    replicas = parse_replicas(replicas_arg or environ.get("LLF_REPLICAS"))
     choice = detect(environ)
     ui.step(f"mode: {choice.mode}{f' ({choice.target})' if choice.target else ''} — {choice.reason}")
     settings.ensure_dirs()
@@ -109,7 +113,7 @@ def up(settings: LLFSettings, model_arg: str | None, environ: Mapping[str, str])
             f"{settings.inference_url}/healthz", "the gateway", ready_timeout, runner.where("inference"),
             runner.gave_up("inference"),
         )  # fmt: skip
-        stack.serve(served, _timeout(environ, "LLF_UP_SERVE_TIMEOUT", 900.0), runner.where("inference"))
+        stack.serve(served, _timeout(environ, "LLF_UP_SERVE_TIMEOUT", 900.0), runner.where("inference"), replicas)
         stack.wait_until(
             f"{settings.inference_url}/readyz", "the gateway", ready_timeout, runner.where("inference"),
             runner.gave_up("inference"),
@@ -169,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return down(settings, environ)
         if args.logs:
             return logs(settings)
-        return up(settings, args.model, environ)
+        return up(settings, args.model, environ, args.replicas)
     except KNOWN_ERRORS as exc:
         ui.error(getattr(exc, "detail", None) or str(exc))
         return 1

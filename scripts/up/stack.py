@@ -90,6 +90,7 @@ class Stack:
     poll: float = 0.5
 
     def __post_init__(self) -> None:
+        self.replicas: int | str | None = None  # what the last serve asked for (asked again after a restart)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         self.http = httpx.Client(headers=headers, timeout=httpx.Timeout(60.0, connect=3.0), trust_env=False)
 
@@ -200,16 +201,20 @@ class Stack:
         body: dict[str, Any] = response.json()
         return body
 
-    def serve(self, model: str, timeout: float, where: Callable[[], str]) -> None:
+    def serve(self, model: str, timeout: float, where: Callable[[], str], replicas: int | str | None = None) -> None:
         """Ask the gateway to serve ``model`` (unless it already does) and wait until it is ready.
 
-        A gateway that restarts meanwhile (supervisord or Compose bring it back idle) is asked again.
+        ``replicas`` (``make up REPLICAS=2|auto``, ``LLF_REPLICAS``) is passed on; a model already
+        served with another explicit count is asked again (the gateway converges it), ``auto`` is not
+        re-placed. A gateway that restarts meanwhile (supervisord or Compose bring it back idle) is asked again.
         """
         status = self.status()
-        if model in status.get("models", []):
+        held = [r for r in status.get("replicas", []) if r.get("model") == model and r.get("state") == "ready"]
+        if model in status.get("models", []) and (not isinstance(replicas, int) or len(held) == replicas):
             ui.info(f"{model} is already being served")
             return
-        if status.get("target") != model or status.get("state") in ("failed", "idle"):
+        self.replicas = replicas
+        if status.get("target") != model or status.get("state") in ("failed", "idle") or isinstance(replicas, int):
             self._ask_to_serve(model)
         deadline = time.monotonic() + timeout
         last_state = ""
@@ -234,9 +239,26 @@ class Stack:
             time.sleep(self.poll * 2)
 
     def _ask_to_serve(self, model: str) -> None:
-        response = self.http.post(f"{self.inference_url}/v1/serve", json={"model": model})
+        response = self.http.post(f"{self.inference_url}/v1/serve", json=serve_body(model, self.replicas))
         if response.status_code not in (200, 202):
             raise UpError(f"gateway refused to serve {model}: {detail_of(response)}")
+
+
+def parse_replicas(text: str | None) -> int | str | None:
+    """``REPLICAS=2`` / ``auto`` (``make up``, ``LLF_REPLICAS``); unset or empty: the gateway's default (1)."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip().lower()
+    if text == "auto":
+        return "auto"
+    if text.isdigit() and 1 <= int(text) <= 16:
+        return int(text)
+    raise UpError(f"REPLICAS/LLF_REPLICAS must be a number 1-16 or auto, not {text!r}")
+
+
+def serve_body(model: str, replicas: int | str | None) -> dict[str, Any]:
+    """``POST /v1/serve``'s body: ``replicas`` only when asked for, so the gateway's default applies otherwise."""
+    return {"model": model} if replicas is None else {"model": model, "replicas": replicas}
 
 
 def failure_of(status: dict[str, Any]) -> str:
