@@ -106,7 +106,8 @@ def engine_python() -> Path:
     python = _engine_python()
     if not os.access(python, os.X_OK):
         pytest.fail(
-            f"vLLM engine venv not found at {python}: run `make engine` (or set LLF_ENGINE_PYTHON)", pytrace=False
+            f"vLLM engine venv not found at {python}: run `make engine` (or set LLF_INFERENCE_ENGINE_PYTHON)",
+            pytrace=False,
         )
     return python
 

@@ -23,8 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def engine_python() -> Path:
-    """``$LLF_ENGINE_PYTHON`` or ``.venv-engine/bin/python`` of this checkout (may not exist)."""
-    explicit = os.environ.get("LLF_ENGINE_PYTHON")
+    """The gateway's ``$LLF_INFERENCE_ENGINE_PYTHON`` (or its old name ``$LLF_ENGINE_PYTHON``), else
+    ``.venv-engine/bin/python`` of this checkout (may not exist)."""
+    explicit = os.environ.get("LLF_INFERENCE_ENGINE_PYTHON") or os.environ.get("LLF_ENGINE_PYTHON")
     return Path(explicit) if explicit else REPO_ROOT / ".venv-engine" / "bin" / "python"
 
 
