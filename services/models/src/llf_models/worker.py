@@ -242,6 +242,8 @@ class ModelsWorker(Worker):
             record_horse(self.connection, self.name, self.horse_pid, self.llf_settings.job_timeout_s + 60)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        with contextlib.suppress(RedisError):  # a new run of a job id this worker once had handed on is its own
+            self.connection.delete(handed_key(self.name, job.id))
         try:
             super().execute_job(job, queue)
         finally:
