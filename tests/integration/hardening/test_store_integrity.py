@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 
 from tests.integration.models.helpers import sha256_of
 from tests.support.hub import HubStandIn
@@ -87,6 +88,12 @@ def test_rm_refuses_while_a_dead_workers_pull_waits_to_be_requeued_and_force_can
         running = pull(stack, repo)["job_id"]
         wait_for(lambda: downloading(stack, running), 30, "the pull to download")
         worker.kill()  # its job stays "started" until a live worker's sweep requeues it
+        redis = Redis.from_url(redis_url)
+        try:  # once its liveness key is gone, its repo lock can be taken over: only the job says "busy"
+            alive = f"llf:models:alive:{worker.name}"
+            wait_for(lambda: not redis.exists(alive), 30, "the killed worker's liveness key to expire")
+        finally:
+            redis.close()
 
         refused = httpx.delete(f"{stack.url}/v1/models/{repo}", timeout=30)
         assert refused.status_code == 409, refused.text
