@@ -370,13 +370,14 @@ def serve(
 
     if state.registry.find_model(model) is None:
         raise CLIError(f"{model} is not downloaded; run `llf pull {model}` first (or `llf chat -m {model}`)")
-    where = {"replace": replace, "gpus": gpus}
     try:
         engine = {key: value for key, value in (("runner", runner), ("convert", convert)) if value}
         if wait:
-            status = flows.serve(state, model, replicas=replicas, engine=engine, **where)
+            status = flows.serve(state, model, replicas=replicas, engine=engine, replace=replace, gpus=gpus)
         else:
-            status = state.gateway.serve(model, replicas=replicas, wait=False, engine=engine, **where)
+            status = state.gateway.serve(
+                model, replicas=replicas, wait=False, engine=engine, replace=replace, gpus=gpus
+            )
     except CLIError as exc:
         raise cluster_decides(state, exc) from None
     if as_json:
