@@ -4,8 +4,8 @@ Without ``--url`` the check starts its own gateways (a free port, its own ``LLF_
 first with ``model_overrides`` giving the second model ``tensor_parallel_size 2`` (on ≥ 2 GPUs)
 and a pinned oversized model for the fit refusal; the second with ``sleep_mode``. With ``--url``
 (or ``LLF_INFERENCE_URL`` and ``--use-running``) it checks a running gateway as configured,
-and skips what needs those settings. Exit code 1 if any check failed, 2 if the check itself
-could not run (no GPU, no gateway).
+and skips what needs those settings. Exit code 1 if any check failed (no GPU is a failed
+inventory), 2 if a gateway could not be started.
 """
 
 from __future__ import annotations
