@@ -29,6 +29,10 @@ Misbehaviour is chosen with environment variables:
   FAKE_FAIL_ONCE=1          with FAKE_STATE: exit 1 on the first start only
   FAKE_DIE_ON_REQUEST="t"   on the first completion request, print the text and exit 1 (a vLLM
                             whose worker died of SIGILL under its first forward pass)
+
+Like vLLM, it reads ``VLLM_API_KEY``: when set, every route but ``/health`` answers 401 to a
+request without ``Authorization: Bearer <key>`` (vLLM guards only its ``/v1`` routes; the fake
+guards all of them, so a gateway call that forgets the key fails in the component tests).
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ class FakeEngine:
         self.requests: list[dict[str, Any]] = []
         self.extras: list[tuple[str, Any, str]] = []
         self.sleeping = False
+        key = os.environ.get("VLLM_API_KEY")
+        self.authorization = f"Bearer {key}".encode() if key else None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -77,7 +83,10 @@ class FakeEngine:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         path, method = scope["path"], scope["method"]
-        if path == "/health":
+        refused = self.authorization and dict(scope["headers"]).get(b"authorization") != self.authorization
+        if path != "/health" and refused:
+            await _respond(send, 401, json.dumps({"error": "Unauthorized"}).encode())
+        elif path == "/health":
             sick = self.unhealthy_after is not None and time.monotonic() - self.started > self.unhealthy_after
             await _respond(send, 500 if sick else 200, b"")
         elif path == "/v1/models":

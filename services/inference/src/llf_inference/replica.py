@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -157,6 +158,7 @@ class Replica:
         self.max_model_len = None
         self.ready_since = None
         port = free_port()
+        api_key = secrets.token_urlsafe(32)  # per start, known only to this gateway (engine/process.py)
         self.process = None
         log_dir = self.settings.run_path / "engines"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +169,7 @@ class Replica:
                 tail_lines=self.settings.log_tail_lines,
                 log_file=log_dir / f"{self.model.replace('/', '--')}-{self.id}.log",
                 on_exit=on_exit,
+                api_key=api_key,
             )
         except OSError as exc:  # pragma: no cover - the launcher is our own interpreter
             return Failure("engine_missing", f"cannot start the engine: {exc.strerror}", True)
@@ -182,6 +185,7 @@ class Replica:
         )
         self.client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {api_key}"},  # every call: relay, health, pre-flight, metrics, sleep
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
             timeout=httpx.Timeout(
                 self.settings.upstream_read_timeout_s, connect=self.settings.upstream_connect_timeout_s

@@ -57,7 +57,9 @@ class EngineProcess:
     """A started engine: ``pid``, ``port``, the log tail and an ``on_exit`` callback.
 
     ``on_exit(returncode)`` is called from a waiter thread as soon as the leader exits, so a
-    crash is noticed at once, not at the next health poll.
+    crash is noticed at once, not at the next health poll. ``api_key`` reaches vLLM as
+    ``VLLM_API_KEY``: its OpenAI routes then refuse any caller without it (a 401), so a local
+    user cannot reach the model on the engine's port past the gateway's own key.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class EngineProcess:
         tail_lines: int = 200,
         log_file: Path | None = None,
         on_exit: Callable[[int], None] | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.spec = spec
         self.port = port
@@ -77,9 +80,12 @@ class EngineProcess:
         self.returncode: int | None = None
         self._on_exit = on_exit
         self._log = log_file.open("ab") if log_file else None
+        env = spec.environment()
+        if api_key:  # the environment, not --api-key: an argv is visible to every local user in `ps`
+            env["VLLM_API_KEY"] = api_key
         self.popen = subprocess.Popen(
             [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *self.argv],
-            env=spec.environment(),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
