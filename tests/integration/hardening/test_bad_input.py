@@ -321,8 +321,10 @@ def test_serve_rejects_bad_models_and_keeps_serving(
     client, _ = gateway
     answer = client.post("/v1/serve", json=body)
     assert answer.status_code == status, f"{case}: {answer.status_code} {answer.text[:300]}"
-    served = client.get("/v1/models").json()["data"]
-    assert [m["id"] for m in served] == [UPSTREAM_MODEL]
+    # /v1/models lists the pool and every verified local model: the refused serve loaded
+    # nothing, listed no new name, and left the served model loaded.
+    listed = {m["id"]: m["state"] for m in client.get("/v1/models").json()["data"]}
+    assert listed == {UPSTREAM_MODEL: "loaded", TINY_REPO: "available"}, f"{case}: {listed}"
 
 
 def test_the_gateway_still_streams_after_the_catalogue(gateway: tuple[TestClient, Path]) -> None:
