@@ -3,7 +3,9 @@
 Rendering is a pure function of a ``LocalPlan`` so it is unit-tested without starting anything,
 and so that ``make up`` can tell whether a running stack's configuration changed (same text ->
 nothing to reload). Secrets (``HF_TOKEN``, ``LLF_API_KEY``) are never written here: supervisord
-is started with them in its environment and the programs inherit them.
+is started with them in its environment and the programs inherit them. Redis's password is in
+the run dir's 0600 ``redis.conf`` and ``redis.password`` (``scripts/up/redisauth.py``): here
+are only their paths.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from scripts.up import redisauth
 
 SECRET_VARS = ("HF_TOKEN", "LLF_API_KEY")
 # Our own knobs, meaningless (or harmful) to the services.
@@ -66,6 +70,14 @@ class LocalPlan:
     def socket_path(self) -> Path:
         return socket_path_for(self.run_dir)
 
+    @property
+    def redis_conf(self) -> Path:
+        return self.run_dir / redisauth.CONF_FILE
+
+    @property
+    def redis_password_file(self) -> Path:
+        return self.run_dir / redisauth.PASSWORD_FILE
+
     def log_of(self, program: str) -> Path:
         return self.logs_dir / f"{program}.log"
 
@@ -104,7 +116,7 @@ def supervisord_env(environ: Mapping[str, str]) -> dict[str, str]:
 def secrets_fingerprint(environ: Mapping[str, str]) -> str:
     """Changes when a secret changes, without storing the secret (a running stack must restart)."""
     digest = hashlib.sha256()
-    for name in SECRET_VARS:
+    for name in (*SECRET_VARS, "LLF_REDIS_PASSWORD"):
         digest.update(f"{name}={environ.get(name, '')}\0".encode())
     return digest.hexdigest()
 
@@ -119,6 +131,7 @@ def programs(plan: LocalPlan) -> list[Program]:
                 "redis",
                 [
                     str(plan.redis_server),
+                    str(plan.redis_conf),  # requirepass: the one secret option, in a 0600 file
                     "--bind", "127.0.0.1",
                     "--port", str(plan.redis_port),
                     "--dir", str(plan.redis_data),

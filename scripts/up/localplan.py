@@ -16,7 +16,7 @@ from pathlib import Path
 
 from llf_common.settings import LLFSettings
 
-from scripts.up import local, state, ui
+from scripts.up import local, redisauth, state, ui
 from scripts.up.localconf import LocalPlan, secrets_fingerprint, service_env, supervisord_env
 from scripts.up.ports import busy_api_ports, choose_redis_port, host_port, is_local, with_port
 
@@ -76,6 +76,8 @@ def make_plan(
         "PYTHONUNBUFFERED": "1",
         "COLUMNS": "160",
     }
+    if manage_redis:  # the password's path, never the password (scripts/up/redisauth.py)
+        fixed["LLF_REDIS_PASSWORD_FILE"] = str(settings.run_path / redisauth.PASSWORD_FILE)
     return LocalPlan(
         repo=REPO,
         bin_dir=bin_dir(),
@@ -98,9 +100,11 @@ def bring_up(settings: LLFSettings, environ: Mapping[str, str], serve_on_start: 
     supervisor = local.Supervisor.for_run_dir(run_dir)
     running = supervisor.alive()
     previous = state.load(run_dir)
-    fingerprint = secrets_fingerprint(environ)
+    # A new Redis password (first run with one, or its file deleted) restarts the stack like a new key.
+    password = redisauth.ensure_password(run_dir)
+    fingerprint = secrets_fingerprint({**environ, "LLF_REDIS_PASSWORD": password})
     if running and previous.get("secrets") != fingerprint:
-        ui.step("HF_TOKEN or LLF_API_KEY changed: restarting the local stack")
+        ui.step("HF_TOKEN, LLF_API_KEY or the Redis password changed: restarting the local stack")
         local.stop(run_dir)
         running = False
     ours = previous.get("redis_port") if running and isinstance(previous.get("redis_port"), int) else None
@@ -112,6 +116,8 @@ def bring_up(settings: LLFSettings, environ: Mapping[str, str], serve_on_start: 
             raise PlanError("; ".join(busy))
     if plan.redis_server is not None and plan.redis_port != host_port(settings.redis_url, 6379)[1]:
         ui.info(f"port {host_port(settings.redis_url, 6379)[1]} is taken: Redis uses {plan.redis_port}")
+    if plan.redis_server is not None:
+        redisauth.write_conf(run_dir, password)
     changed = local.write_conf(plan)
     if running:
         if changed:

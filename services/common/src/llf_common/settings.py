@@ -30,8 +30,9 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
+from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_serializer, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -112,6 +113,11 @@ class JsonConfigSource(PydanticBaseSettingsSource):
 
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
+
+
+def mask_url_password(url: str) -> str:
+    """``redis://:secret@host`` -> ``redis://:***@host``: a URL as it may appear in logs and output."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
 
 
 def spellings(cls: type[BaseSettings], *, case_insensitive: bool = False) -> dict[str, str]:
@@ -212,6 +218,11 @@ class LLFSettings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "LLF_REDIS_URL", "redis_url"),
         description="Redis for the job queue and index.",
     )
+    redis_password_file: Path | None = Field(
+        None,
+        description="A file holding Redis's password (local mode writes one, 0600, in the run dir); "
+        "used when redis_url names none, so the password is in no URL, command line or conf file.",
+    )
     hf_endpoint: str = Field(
         "https://huggingface.co",
         validation_alias=AliasChoices("HF_ENDPOINT", "hf_endpoint"),
@@ -239,6 +250,25 @@ class LLFSettings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_serializer("redis_url", when_used="json")
+    def _mask_redis_password(self, value: str) -> str:
+        """``llf config show`` and JSON dumps never print a password given inside ``REDIS_URL``."""
+        return mask_url_password(value)
+
+    def redis_connection_url(self) -> str:
+        """``redis_url`` with the password of ``redis_password_file`` when the URL has none.
+
+        What the services connect with; never log it (``mask_url_password`` if a URL must be shown).
+        The file is read on every call, so a password rotated by ``make up`` needs no new settings.
+        """
+        if self.redis_password_file is None or _URL_PASSWORD.search(self.redis_url):
+            return self.redis_url
+        password = self.redis_password_file.expanduser().read_text(encoding="utf-8").strip()
+        scheme, sep, rest = self.redis_url.partition("://")
+        if not sep or not password:
+            return self.redis_url
+        return f"{scheme}://:{quote(password, safe='')}@{rest.rpartition('@')[2]}"
 
     @cached_property
     def models_path(self) -> Path:
@@ -269,7 +299,7 @@ class LLFSettings(BaseSettings):
     def __repr_args__(self) -> Any:
         """Like pydantic's, but a password inside a URL (``redis://:pw@host``) is masked too."""
         for name, value in super().__repr_args__():
-            yield name, (_URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value)
+            yield name, (mask_url_password(value) if isinstance(value, str) else value)
 
     @classmethod
     def load(cls, **overrides: Any) -> Self:

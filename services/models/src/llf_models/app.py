@@ -24,7 +24,7 @@ from llf_models.store import Store
 
 def build_registry(settings: ModelsSettings, redis: Redis | None = None) -> Registry:
     """The production wiring: real Redis, RQ, hub and gateway."""
-    redis = redis or Redis.from_url(settings.redis_url, health_check_interval=30)
+    redis = redis or Redis.from_url(settings.redis_connection_url(), health_check_interval=30)
     store = Store(settings.models_path)
 
     def lock_for(repo: str) -> RepoLock:

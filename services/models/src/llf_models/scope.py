@@ -59,7 +59,7 @@ def job_scope(settings: ModelsSettings | None = None, redis: Redis | None = None
     settings = settings or get_settings()
     job = get_current_job()
     if redis is None:
-        redis = job.connection if job is not None else Redis.from_url(settings.redis_url)
+        redis = job.connection if job is not None else Redis.from_url(settings.redis_connection_url())
     holder = os.environ.get("RQ_WORKER_ID") or f"local-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     if job is not None:
         job.meta.pop("error", None)

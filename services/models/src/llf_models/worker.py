@@ -158,7 +158,7 @@ class Liveness(threading.Thread):
         self.queue_name = queue_name
         self.settings = settings
         self.stopped = threading.Event()
-        self.redis = Redis.from_url(settings.redis_url)
+        self.redis = Redis.from_url(settings.redis_connection_url())
         self.queue = Queue(queue_name, connection=self.redis, serializer=JSONSerializer)
         self.ttl_ms = int(settings.worker_alive_ttl_s * 1000)
         self.joined = False  # set once the worker registered among ours
@@ -281,7 +281,7 @@ class ModelsWorker(Worker):
 
 
 def build_worker(settings: ModelsSettings, name: str | None = None) -> ModelsWorker:
-    redis = Redis.from_url(settings.redis_url)
+    redis = Redis.from_url(settings.redis_connection_url())
     queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
     return ModelsWorker(
         [queue],
@@ -295,7 +295,7 @@ def build_worker(settings: ModelsSettings, name: str | None = None) -> ModelsWor
 
 def wait_for_redis(settings: ModelsSettings, max_delay_s: float = 5.0) -> None:
     """Block until Redis answers a PING, backing off up to ``max_delay_s`` between tries."""
-    redis = Redis.from_url(settings.redis_url)
+    redis = Redis.from_url(settings.redis_connection_url())
     delay = 0.2
     while True:
         try:
