@@ -34,6 +34,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--models", help=f"two verified models A,B (default {DEFAULT_MODELS}; --fake: pinned dirs)")
     parser.add_argument("--url", help="check this running gateway instead of starting one")
     parser.add_argument("--keep-logs", action="store_true", help="keep the work directory with the gateway logs")
+    parser.add_argument("--workdir", type=Path, help="work directory (kept); default a new temporary one")
     return parser.parse_args(argv)
 
 
@@ -123,7 +124,8 @@ def report(result: Result) -> Result:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    workdir = Path(tempfile.mkdtemp(prefix="llf-gpu-check-"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="llf-gpu-check-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     mode = f"fake GPUs {args.fake} + fake engine" if args.fake is not None else "real GPUs + vLLM"
     print(f"llf gpu-check ({mode}); logs in {workdir}", flush=True)
     try:
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failed = [r.name for r in results if r.verdict == "FAIL"]
     print(f"{len(results) - len(failed)} of {len(results)} passed or skipped; failed: {', '.join(failed) or 'none'}")
-    if not failed and not args.keep_logs:
+    if not failed and not args.keep_logs and args.workdir is None:
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)

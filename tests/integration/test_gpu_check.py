@@ -3,7 +3,8 @@
 The same script a person runs on a real GPU box, end to end through the shell entry point: it
 starts its gateways (the real app over a fake NVML inventory, engines = the fake engine) and
 must print a PASS line for every behaviour and exit 0 (tensor parallelism is a SKIP on one GPU).
-Bounded: one run takes ~40 s on 2 cores.
+Bounded: one run takes ~35 s on 2 cores. While the gateway evicts idle models before refusing a
+model that fits nowhere, that one FAIL is an expected failure (xfail) and every other check must pass.
 """
 
 from __future__ import annotations
@@ -24,23 +25,22 @@ BEHAVIOURS = (
     "keep_alive unload",
     "sleep/wake",
 )
-EVICTS_BEFORE_REFUSING = pytest.mark.xfail(
-    strict=True,
-    reason="the gateway evicts every idle model before refusing a model that fits nowhere even on an empty machine"
-    " (Lifecycle._make_room evicts before asking whether the model could fit at all); remove once fixed",
+KNOWN_FAILURE = (
+    "the gateway evicts every idle model before refusing a model that fits nowhere even on an empty machine"
+    " (Lifecycle._make_room evicts before asking whether the model could fit at all)"
 )
 
 
 @pytest.mark.parametrize(
     ("gpus", "expected"),
     [
-        pytest.param("24,24,48,80", {}, id="four-mixed-gpus", marks=EVICTS_BEFORE_REFUSING),
-        pytest.param("80", {"tensor parallel": "SKIP"}, id="one-gpu", marks=EVICTS_BEFORE_REFUSING),
+        pytest.param("24,24,48,80", {}, id="four-mixed-gpus"),
+        pytest.param("80", {"tensor parallel": "SKIP"}, id="one-gpu"),
     ],
 )
-def test_gpu_check_fake_passes_every_behaviour(gpus: str, expected: dict[str, str]) -> None:
+def test_gpu_check_fake_passes_every_behaviour(gpus: str, expected: dict[str, str], tmp_path: Path) -> None:
     run = subprocess.run(
-        [str(REPO / "scripts" / "gpu-check.sh"), "--fake", gpus],
+        [str(REPO / "scripts" / "gpu-check.sh"), "--fake", gpus, "--workdir", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -48,6 +48,11 @@ def test_gpu_check_fake_passes_every_behaviour(gpus: str, expected: dict[str, st
     )
     lines = run.stdout.splitlines()
     verdicts = {line[6:24].strip(): line[:4] for line in lines if line[:4] in ("PASS", "FAIL", "SKIP")}
-    assert verdicts == {**dict.fromkeys(BEHAVIOURS, "PASS"), **expected}, run.stdout + run.stderr
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "wake → first token" in run.stdout and "cold start → first token" in run.stdout
+    want = {**dict.fromkeys(BEHAVIOURS, "PASS"), **expected}
+    output = run.stdout + run.stderr
+    assert "wake → first token" in run.stdout and "cold start → first token" in run.stdout, output
+    if verdicts.get("fit refusal") == "FAIL" and "replicas unchanged: False" in run.stdout:
+        assert {**verdicts, "fit refusal": "PASS"} == want, output  # every other behaviour must pass
+        pytest.xfail(KNOWN_FAILURE)
+    assert verdicts == want, output
+    assert run.returncode == 0, output
