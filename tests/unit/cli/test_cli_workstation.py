@@ -113,3 +113,19 @@ def test_status_of_cpu_replicas_shows_their_cores_and_ram(llf: Invoke, fake: Fak
     assert result.stdout.endswith(
         "\n\nDEVICE  REPLICA  MODEL           HOLDS\nCPU     r0       acme/tiny-chat  core 1, 3.2 GB RAM\n"
     )
+
+
+def test_chat_with_a_model_that_fits_nowhere_ends_in_the_gateways_one_line(llf: Invoke, fake: Fake) -> None:
+    refusal = {
+        "error": {"message": f"cannot load acme/huge: {REFUSAL}", "type": "server_error", "code": "does_not_fit"}
+    }
+    stream = f": loading acme/huge 0 s\n\ndata: {json.dumps(refusal)}\n\n".encode()
+    fake.on("GET", f"{GATEWAY}/v1/status", httpx.Response(200, json=gateway_status("acme/huge")))
+    fake.on(
+        "POST",
+        f"{GATEWAY}/v1/chat/completions",
+        httpx.Response(200, headers={"content-type": "text/event-stream"}, content=stream),
+    )
+    result = llf("chat", "-m", "acme/huge", "hi")
+    assert result.exit_code == 1
+    assert result.stderr == f"loading acme/huge…\nerror: cannot load acme/huge: {REFUSAL}\n"
