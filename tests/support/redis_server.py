@@ -3,13 +3,15 @@
 Why not fakeredis or a fixed 6379: RQ's blocking pops, Lua scripts and persistence are what
 the registry depends on, and tests run next to other engineers' servers. AOF with
 ``appendfsync always`` makes ``kill()`` (SIGKILL) + ``start()`` a faithful crash test: every
-acknowledged write survives.
+acknowledged write survives. Like every llf Redis it requires a password (generated per server
+unless given, in its config file and never on its command line); ``url`` carries it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -32,10 +34,13 @@ class RedisServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, port: int | None = None, *, executable: str = REDIS_SERVER) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, executable: str = REDIS_SERVER, password: str | None = None
+    ) -> None:
         self.workdir = Path(workdir)
         self.port = port
         self.executable = executable
+        self.password = password or secrets.token_hex(16)
         self.process: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -43,7 +48,12 @@ class RedisServer:
     def url(self) -> str:
         if self.port is None:
             raise RedisError("redis-server has no port yet: call start() first")
-        return f"redis://{self.host}:{self.port}/0"
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+
+    @property
+    def url_without_password(self) -> str:
+        """What an outsider who does not know the password would connect with."""
+        return self.url.replace(f":{self.password}@", "")
 
     @property
     def running(self) -> bool:
@@ -119,18 +129,18 @@ class RedisServer:
         """Send one command over a fresh connection; return the reply's first line (no redis-py)."""
         if self.port is None:
             raise RedisError("redis-server is not started")
-        payload = f"*{len(args)}\r\n".encode() + b"".join(
-            f"${len(arg.encode())}\r\n".encode() + arg.encode() + b"\r\n" for arg in args
-        )
         with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
-            sock.sendall(payload)
+            sock.sendall(_resp("AUTH", self.password) + _resp(*args))
             reply = b""
-            while not reply.endswith(b"\r\n"):
+            while reply.count(b"\r\n") < 2:  # AUTH's reply, then the first line of the command's
                 chunk = sock.recv(4096)
                 if not chunk:
                     break
                 reply += chunk
-        line = reply.split(b"\r\n", 1)[0].decode(errors="replace")
+        auth, _, rest = reply.partition(b"\r\n")
+        if auth != b"+OK":
+            raise RedisError(f"redis AUTH: {auth.decode(errors='replace').lstrip('-')}")
+        line = rest.split(b"\r\n", 1)[0].decode(errors="replace")
         if line.startswith("-"):
             raise RedisError(f"redis {args[0]}: {line[1:]}")
         return line
@@ -158,6 +168,7 @@ class RedisServer:
                 "appendfsync always",
                 'save ""',
                 "loglevel notice",
+                f"requirepass {self.password}",
                 "",
             ]
         )
@@ -165,6 +176,7 @@ class RedisServer:
     def _spawn(self, port: int, timeout: float) -> None:
         conf = self.workdir / "redis.conf"
         conf.write_text(self._config(port), encoding="utf-8")
+        conf.chmod(0o600)
         self.port = port
         self.process = subprocess.Popen(
             [self.executable, str(conf)],
@@ -193,3 +205,10 @@ class RedisServer:
             return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def _resp(*args: str) -> bytes:
+    """One command in Redis's wire protocol."""
+    return f"*{len(args)}\r\n".encode() + b"".join(
+        f"${len(arg.encode())}\r\n".encode() + arg.encode() + b"\r\n" for arg in args
+    )

@@ -6,6 +6,7 @@ import json
 
 import httpx
 import openai
+import psutil
 import pytest
 
 from tests.integration.inference.conftest import API_KEY, ensure_served
@@ -99,6 +100,25 @@ def test_the_api_key_is_enforced_but_health_is_open(gateway: GatewayProcess) -> 
         anonymous.models.list()
     assert httpx.get(f"{gateway.url}/healthz").status_code == 200
     assert httpx.get(f"{gateway.url}/readyz").json()["status"] == "ready"
+
+
+def test_the_engine_port_refuses_a_caller_without_the_gateways_key(
+    gateway: GatewayProcess, client: openai.OpenAI
+) -> None:
+    """vLLM listens on 127.0.0.1 where any local user reaches it: only the gateway has its key."""
+    model = ensure_served(gateway)
+    [replica] = gateway.status()["replicas"]
+    engine = f"http://127.0.0.1:{replica['port']}"
+    chat = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert httpx.get(f"{engine}/v1/models", timeout=30).status_code == 401
+    assert httpx.post(f"{engine}/v1/chat/completions", json=chat, timeout=30).status_code == 401
+    guessed = {"Authorization": f"Bearer {API_KEY}"}  # the gateway's own key is not the engine's
+    assert httpx.get(f"{engine}/v1/models", headers=guessed, timeout=30).status_code == 401
+    assert httpx.get(f"{engine}/health", timeout=30).status_code == 200  # vLLM leaves /health open
+    cmdline = " ".join(psutil.Process(replica["pid"]).cmdline())
+    assert "--api-key" not in cmdline  # the key travels in the environment, not a visible argv
+    answer = client.chat.completions.create(model=model, messages=chat["messages"], max_tokens=2)
+    assert answer.choices[0].message.content is not None
 
 
 def test_serve_answers_404_for_a_model_the_registry_does_not_have(gateway: GatewayProcess) -> None:
