@@ -189,12 +189,20 @@ class GatewayProcess:
         return result
 
     def serve(
-        self, model: str, *, replicas: int = 1, wait: bool = True, timeout: float = 600.0, replace: str | None = None
+        self,
+        model: str,
+        *,
+        replicas: int = 1,
+        wait: bool = True,
+        timeout: float = 600.0,
+        replace: str | None = None,
+        **engine: str,
     ) -> dict[str, Any]:
-        """``POST /v1/serve`` (``replace``: swap that model out); with ``wait``, until ready (raises if it failed)."""
+        """``POST /v1/serve`` (``replace``: swap that model out; ``engine``: runner/convert); with ``wait``, until
+        ready (raises if it failed)."""
         response = httpx.post(
             f"{self.url}/v1/serve",
-            json={"model": model, "replicas": replicas, "wait": wait, "replace": replace},
+            json={"model": model, "replicas": replicas, "wait": wait, "replace": replace, **engine},
             headers=self.headers,
             timeout=timeout,
         )
