@@ -43,7 +43,7 @@ from pydantic_settings import (
 
 from llf_common.errors import ConfigError
 
-SECTIONS: frozenset[str] = frozenset({"models", "inference", "cli"})
+SECTIONS: frozenset[str] = frozenset({"models", "inference", "cli", "web"})
 DEFAULT_HOME = Path("~/.llf")
 # Shared keys read from the ecosystem's names instead of (or besides) LLF_<KEY>.
 ECOSYSTEM_ENV: dict[str, tuple[str, ...]] = {

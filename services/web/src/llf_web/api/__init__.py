@@ -1,0 +1,1 @@
+"""Thin routers: the pages, and the few calls the pages make (each forwarded to one service)."""
