@@ -13,7 +13,7 @@ import httpx
 from llf_common.errors import ConfigError
 from llf_common.settings import LLFSettings, config_path
 
-from scripts.up import compose, local, localplan, state, ui, userenv
+from scripts.up import compose, local, localplan, redisauth, state, ui, userenv
 from scripts.up.localconf import ConfError
 from scripts.up.mode import ModeError, detect
 from scripts.up.runners import runner_for
@@ -169,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = dict(os.environ)
     try:
         settings = LLFSettings.load()
+        environ = redisauth.with_password(environ, settings.run_path)  # every mode, and `down` too
         if args.down:
             return down(settings, environ)
         if args.logs:

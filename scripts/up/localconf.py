@@ -21,7 +21,8 @@ from scripts.up import redisauth
 
 SECRET_VARS = ("HF_TOKEN", "LLF_API_KEY")
 # Our own knobs, meaningless (or harmful) to the services.
-NOT_PASSED = frozenset({"LLF_MODE", "LLF_UP_TIMEOUT", "LLF_UP_SERVE_TIMEOUT", *SECRET_VARS})
+# LLF_REDIS_PASSWORD reaches Redis through redis.conf and the services through LLF_REDIS_PASSWORD_FILE.
+NOT_PASSED = frozenset({"LLF_MODE", "LLF_UP_TIMEOUT", "LLF_UP_SERVE_TIMEOUT", "LLF_REDIS_PASSWORD", *SECRET_VARS})
 PASSED_PREFIXES = ("LLF_", "HF_", "VLLM_")
 PASSED_NAMES = frozenset({"REDIS_URL", "CUDA_VISIBLE_DEVICES"})
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes

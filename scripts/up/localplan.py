@@ -101,7 +101,7 @@ def bring_up(settings: LLFSettings, environ: Mapping[str, str], serve_on_start: 
     running = supervisor.alive()
     previous = state.load(run_dir)
     # A new Redis password (first run with one, or its file deleted) restarts the stack like a new key.
-    password = redisauth.ensure_password(run_dir)
+    password = redisauth.ensure_password(run_dir, environ.get("LLF_REDIS_PASSWORD"))
     fingerprint = secrets_fingerprint({**environ, "LLF_REDIS_PASSWORD": password})
     if running and previous.get("secrets") != fingerprint:
         ui.step("HF_TOKEN, LLF_API_KEY or the Redis password changed: restarting the local stack")

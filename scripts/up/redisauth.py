@@ -1,16 +1,18 @@
 """Redis's password in local mode: generated once, kept in two 0600 files of the run dir.
 
 Without a password, anyone who can reach Redis can enqueue any importable function, which the
-worker runs with ``HF_TOKEN`` in its environment. The password is in ``redis.password`` (the
-services read it through ``LLF_REDIS_PASSWORD_FILE``) and in ``redis.conf`` (``requirepass``,
-the one config file redis-server is started with); never in ``supervisord.conf``, a command
-line (``ps``) or ``REDIS_URL``.
+worker runs with ``HF_TOKEN`` in its environment. The password is ``LLF_REDIS_PASSWORD`` when
+set, else generated once. In local mode it is in ``redis.password`` (the services read it
+through ``LLF_REDIS_PASSWORD_FILE``) and in ``redis.conf`` (``requirepass``, the one config
+file redis-server is started with); never in ``supervisord.conf``, a command line (``ps``) or
+``REDIS_URL``. Compose gets it as ``LLF_REDIS_PASSWORD`` in ``docker compose``'s environment.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 PASSWORD_FILE = "redis.password"
@@ -27,20 +29,29 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def ensure_password(run_dir: Path) -> str:
-    """The stack's Redis password; created on first use, then kept across ``make up`` runs."""
+def ensure_password(run_dir: Path, given: str | None = None) -> str:
+    """The stack's Redis password: ``given`` (``LLF_REDIS_PASSWORD``), else the one in the run dir,
+    else a new one; either way it is (then) in the run dir's 0600 file, for every mode.
+    """
     path = run_dir / PASSWORD_FILE
     try:
-        password = path.read_text(encoding="utf-8").strip()
+        kept = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        password = ""
-    if password:
+        kept = ""
+    password = (given or "").strip() or kept or secrets.token_hex(32)  # hex: URL- and conf-safe
+    if password != kept:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(path, password + "\n")
+    else:
         os.chmod(path, 0o600)
-        return password
-    run_dir.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_hex(32)  # hex: safe in a URL and in redis.conf without quoting
-    _write_private(path, password + "\n")
     return password
+
+
+def with_password(environ: Mapping[str, str], run_dir: Path) -> dict[str, str]:
+    """``environ`` with ``LLF_REDIS_PASSWORD`` set: Compose interpolates it (``docker-compose.yml``
+    refuses to start Redis without one), local mode writes it into ``redis.conf``.
+    """
+    return {**environ, "LLF_REDIS_PASSWORD": ensure_password(run_dir, environ.get("LLF_REDIS_PASSWORD"))}
 
 
 def write_conf(run_dir: Path, password: str) -> Path:

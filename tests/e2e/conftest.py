@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -139,6 +140,7 @@ def stack_env() -> dict[str, str]:
         LLF_INFERENCE_PORT="",
         LLF_WORKERS=str(WORKERS),
         LLF_INFERENCE_SERVE_ON_START=TINY,  # a restarted gateway serves the session's model again
+        LLF_REDIS_PASSWORD=secrets.token_hex(16),  # the stack's Redis refuses to start without one
         TESTCONTAINERS_RYUK_DISABLED="true",
         TESTCONTAINERS_CONNECTION_MODE="docker_host",
         TC_HOST="127.0.0.1",

@@ -106,6 +106,12 @@ def test_the_stack_uses_this_versions_images_or_latest_and_free_ports() -> None:
     assert stack_env({}, {"llf/models:0.1.0", "redis:7"}, version="0.1.0")["LLF_TAG"] == "0.1.0"
 
 
+def test_the_stack_gets_a_redis_password_unless_one_is_given() -> None:
+    generated = stack_env({}, set(), version="0.1.0")["LLF_REDIS_PASSWORD"]
+    assert len(generated) == 32 and generated != stack_env({}, set(), version="0.1.0")["LLF_REDIS_PASSWORD"]
+    assert stack_env({"LLF_REDIS_PASSWORD": "mine"}, set())["LLF_REDIS_PASSWORD"] == "mine"
+
+
 def test_the_compose_files_are_found_from_a_checkout_or_the_environment(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "deploy").mkdir()
     (tmp_path / "docker-compose.yml").write_text("services: {}\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import tempfile
 import time
@@ -61,6 +62,8 @@ def stack_env(base: Mapping[str, str], local: set[str], version: str = __version
     if "redis:7" not in local and "llf/redis:7" in local:
         env.setdefault("LLF_REDIS_IMAGE", "llf/redis:7")
     env.update(LLF_MODELS_PORT="", LLF_INFERENCE_PORT="")  # empty = a free port on 127.0.0.1
+    if not env.get("LLF_REDIS_PASSWORD"):  # the stack's Redis refuses to start without one
+        env["LLF_REDIS_PASSWORD"] = secrets.token_hex(16)
     return env
 
 
