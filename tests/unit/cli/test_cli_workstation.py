@@ -81,6 +81,8 @@ def test_status_shows_each_model_its_state_and_each_device_and_what_it_holds(llf
     status = placed_status()
     until = datetime.now(UTC) + timedelta(seconds=300.4)
     status["model_states"][0].update(keep_alive_s=300.0, until=until.isoformat())
+    for replica in status["replicas"]:
+        replica.update(tool_call_parser="hermes", runner="pooling" if replica["id"] == "r2" else "generate")
     fake.on("GET", f"{REGISTRY}/healthz", httpx.Response(200, json={"status": "ok"}))
     fake.on("GET", f"{GATEWAY}/v1/status", httpx.Response(200, json=status))
     result = llf("status")
@@ -89,10 +91,10 @@ def test_status_shows_each_model_its_state_and_each_device_and_what_it_holds(llf
         "MODEL           STATE    REPLICAS  IN FLIGHT  WAITING  UNTIL\n"
         "acme/tiny-chat  loaded   2         1          0        in 5m00s\n"
         "acme/coder      loading  1         0          3        -",
-        "REPLICA  MODEL           STATE     PID  PORT   UP   IN FLIGHT  TOK/S  RESTARTS  CONTEXT\n"
-        "r0       acme/tiny-chat  ready     101  50001  30s  0          0.0    0         2048\n"
-        "r1       acme/tiny-chat  ready     102  50002  30s  0          0.0    0         2048\n"
-        "r2       acme/coder      starting  103  50003  30s  0          0.0    0         2048",
+        "REPLICA  MODEL           STATE     PID  PORT   UP   IN FLIGHT  TOK/S  RESTARTS  CONTEXT  TOOLS\n"
+        "r0       acme/tiny-chat  ready     101  50001  30s  0          0.0    0         2048     hermes\n"
+        "r1       acme/tiny-chat  ready     102  50002  30s  0          0.0    0         2048     hermes\n"
+        "r2       acme/coder      starting  103  50003  30s  0          0.0    0         2048     pooling",
         "DEVICE                      REPLICA  MODEL           HOLDS\n"
         "GPU0                        r0       acme/tiny-chat  memory share 0.125\n"
         "GPU0 (tensor parallel 0,1)  r2       acme/coder      memory share 0.500\n"

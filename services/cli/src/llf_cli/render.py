@@ -246,7 +246,9 @@ def status_view(registry_url: str, registry_up: bool, gateway_url: str, status: 
     replicas = status.get("replicas") or []
     if not replicas:
         return
-    table = _table("REPLICA", "MODEL", "STATE", "PID", "PORT", "UP", "IN FLIGHT", "TOK/S", "RESTARTS", "CONTEXT")
+    table = _table(
+        "REPLICA", "MODEL", "STATE", "PID", "PORT", "UP", "IN FLIGHT", "TOK/S", "RESTARTS", "CONTEXT", "TOOLS"
+    )
     for replica in replicas:
         table.add_row(
             str(replica.get("id", "?")),
@@ -259,6 +261,7 @@ def status_view(registry_url: str, registry_up: bool, gateway_url: str, status: 
             f"{replica.get('tokens_per_s') or 0:.1f}",
             str(replica.get("restarts", 0)),
             str(replica.get("max_model_len") or "-"),
+            tools_column(replica),
         )
     out.print()
     out.print(table)
@@ -268,6 +271,13 @@ def status_view(registry_url: str, registry_up: bool, gateway_url: str, status: 
             out.print(f"{replica.get('id')}: {replica['last_error']}", style="red", markup=False)
             for line in (replica.get("log_tail") or [])[-LOG_TAIL_LINES:]:
                 out.print(f"  {line}", style="dim", markup=False)
+
+
+def tools_column(replica: dict[str, Any]) -> str:
+    """The engine's tool-call parser; ``pooling`` for an embedding engine; ``-`` when tools are off."""
+    if replica.get("runner") == "pooling":
+        return "pooling"
+    return str(replica.get("tool_call_parser") or "-")
 
 
 def until(timestamp: str | None, state: str | None) -> str:
