@@ -40,6 +40,14 @@ def _timeout(environ: Mapping[str, str], name: str, default: float) -> float:
         return default
 
 
+def web_url(environ: Mapping[str, str]) -> str:
+    """Where the web pages answer: ``LLF_WEB_PORT`` (default 8080) on the loopback in both modes."""
+    host = environ.get("LLF_WEB_HOST") or "127.0.0.1"
+    if host in {"0.0.0.0", "::"}:
+        host = "127.0.0.1"
+    return f"http://{host}:{environ.get('LLF_WEB_PORT') or 8080}"
+
+
 def demo_banner(requested: str) -> list[str]:
     return [
         f"RANDOM-WEIGHTS DEMO: serving {DEMO_MODEL} because {requested} could not be pulled",
@@ -131,6 +139,7 @@ def up(
     ui.step(f"ready in {elapsed:.0f}s: {served} is served at {settings.inference_url}/v1 (OpenAI API)")
     if served == DEMO_MODEL and wanted.model != DEMO_MODEL:
         ui.warn(f"{DEMO_MODEL} is a RANDOM-WEIGHTS DEMO: expect gibberish (see above for a real model)")
+    ui.info(f"web pages (chat, models, status): {web_url(environ)}")
     ui.info("stop with `make down`, follow the logs with `make logs`")
     print("\nNext:  llf chat", flush=True)
     return 0

@@ -123,7 +123,7 @@ def secrets_fingerprint(environ: Mapping[str, str]) -> str:
 
 
 def programs(plan: LocalPlan) -> list[Program]:
-    """Redis first, then the registry and its worker, then the gateway (which loads the engine)."""
+    """Redis first, then the registry and its worker, then the gateway (which loads the engine), then the pages."""
     bin_dir = plan.bin_dir
     listed: list[Program] = []
     if plan.redis_server is not None:
@@ -155,6 +155,8 @@ def programs(plan: LocalPlan) -> list[Program]:
             stopwaitsecs=40,
             env={"LLF_INFERENCE_SERVE_ON_START": plan.serve_on_start} if plan.serve_on_start else {},
         ),
+        # The web pages (LLF_WEB_HOST/LLF_WEB_PORT, default 127.0.0.1:8080) in front of both services.
+        Program("web", [str(bin_dir / "llf-web")], priority=40),
     ]
     return listed
 

@@ -43,7 +43,7 @@ def parsed(plan: LocalPlan) -> tuple[ServerOptions, dict[str, object]]:
 def test_conf_runs_redis_registry_worker_and_gateway_with_restart_on_crash(tmp_path):
     plan = plan_in(tmp_path)
     options, programs = parsed(plan)
-    assert list(programs) == ["redis", "models", "worker", "inference"]
+    assert list(programs) == ["redis", "models", "worker", "inference", "web"]
     for name, program in programs.items():
         assert program.autorestart is not False, name
         assert program.stopasgroup and program.killasgroup
