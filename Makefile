@@ -20,7 +20,7 @@ help: ## Show this help.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 # The services' environment comes from uv.lock only: pip brings the uv the lock names, uv installs
-# the four services (editable) and the `dev` group, exactly, and fails if a pyproject changed
+# every package in services/* (editable) and the `dev` group, exactly, and fails if a pyproject changed
 # without `uv lock`. A sync keeps pip (a seed package) and uv (locked in `dev`).
 $(UV):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
