@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import urllib.request
+from pathlib import Path
 
 
 def http(url: str) -> int:
@@ -29,7 +30,11 @@ def rq_worker() -> int:
     from redis import Redis
     from rq import Worker
 
-    connection = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), socket_timeout=3)
+    password_file = os.environ.get("LLF_REDIS_PASSWORD_FILE")  # Kubernetes: a Secret mounted as a file
+    password = Path(password_file).read_text(encoding="utf-8").strip() if password_file else None
+    connection = Redis.from_url(
+        os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), password=password or None, socket_timeout=3
+    )
     host = socket.gethostname()
     workers = [w.name for w in Worker.all(connection=connection) if w.hostname == host]
     print(f"rq workers on {host}: {workers or 'none'}")

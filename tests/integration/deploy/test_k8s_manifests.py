@@ -122,3 +122,29 @@ def test_gpu_overlays_request_gpus_and_cpu_overlay_none(renderings: dict[str, li
     assert set(gpus("overlays/gpu").values()) == {"1"}
     assert set(gpus("overlays/cpu").values()) == {"0"}
     assert set(gpus("overlays/multinode").values()) == {"1", "8"}
+
+
+@pytest.mark.parametrize("target", k8s.TARGETS)
+def test_redis_and_every_client_of_it_use_the_secrets_password(
+    renderings: dict[str, list[k8s.Doc]], target: str
+) -> None:
+    """Redis requires REDIS_PASSWORD of the Secret; its clients read it from a mounted file, not a URL."""
+    docs = renderings[target]
+    [secret] = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].startswith("llf-secrets")]
+    assert "REDIS_PASSWORD" in secret["data"]
+    pods = {k8s.name_of(d): d["spec"]["template"]["spec"] for d in docs if d["kind"] in ("Deployment", "StatefulSet")}
+    [redis] = [spec for name, spec in pods.items() if name.endswith("/redis")]
+    script = " ".join(redis["containers"][0]["command"])
+    assert "requirepass" in script and "/etc/llf-redis/password" in script
+    clients = [c for spec in pods.values() for c in spec["containers"]
+               if any(e["name"] == "REDIS_URL" for e in c.get("env", []))]  # fmt: skip
+    assert clients, "no container connects to Redis"
+    for container in [redis["containers"][0], *clients]:
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert "@" not in (env.get("REDIS_URL") or ""), container["name"]
+        assert any(m["mountPath"] == "/etc/llf-redis" for m in container["volumeMounts"]), container["name"]
+        if container is not redis["containers"][0]:
+            assert env["LLF_REDIS_PASSWORD_FILE"] == "/etc/llf-redis/password", container["name"]
+    for spec in [redis, *(s for s in pods.values() if any(c in clients for c in s["containers"]))]:
+        [volume] = [v for v in spec["volumes"] if v["name"] == "redis-password"]
+        assert volume["secret"]["items"] == [{"key": "REDIS_PASSWORD", "path": "password"}]

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import redis
 
 from scripts.up.local import Supervisor
 from tests.support.hub import HubStandIn
@@ -148,6 +150,32 @@ def test_llf_is_put_on_path_or_the_export_line_is_printed(stack: UpStack) -> Non
     assert "on your PATH" in out or "linked" in out or 'export PATH="' in out
     if 'export PATH="' in out:
         assert (stack.home / "bin" / "llf").resolve() == (Path(sys.executable).parent / "llf").resolve()
+
+
+def test_redis_refuses_a_client_without_the_password_which_shows_nowhere(stack: UpStack) -> None:
+    """Anyone reaching Redis could enqueue a function for the worker: it needs the stack's password."""
+    password_file = stack.run_dir / "redis.password"
+    password = password_file.read_text().strip()
+    assert len(password) >= 32
+    for secret_file in (password_file, stack.run_dir / "redis.conf"):
+        assert secret_file.stat().st_mode & 0o077 == 0, f"{secret_file} is readable by others"
+    port = json.loads((stack.run_dir / "up.json").read_text())["redis_port"]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        raw.sendall(b"PING\r\n")
+        assert raw.recv(200).startswith(b"-NOAUTH")
+    assert redis.Redis(port=port, password=password).ping()
+    llf = str(Path(sys.executable).parent / "llf")
+    shown = [
+        subprocess.run([llf, *args], env=stack.env, capture_output=True, text=True, timeout=60, check=False)
+        for args in (["status"], ["status", "--json"], ["config", "show", "--json"])
+    ]
+    places = {
+        "supervisord.conf": (stack.run_dir / "supervisord.conf").read_text(),
+        "redis command line": " ".join(psutil.Process(stack.pids()["redis"]).cmdline()),
+        **{f"llf {' '.join(r.args[1:])}": r.stdout + r.stderr for r in shown},
+        **{str(log): log.read_text(errors="replace") for log in stack.run_dir.rglob("*.log")},
+    }
+    assert [where for where, text in places.items() if password in text] == []
 
 
 @pytest.mark.parametrize("program", ["worker", "models", "redis"])
