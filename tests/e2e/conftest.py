@@ -138,6 +138,7 @@ def stack_env() -> dict[str, str]:
     env.update(
         LLF_MODELS_PORT="",  # empty = Docker picks a free host port (on 127.0.0.1)
         LLF_INFERENCE_PORT="",
+        LLF_WEB_PORT="",
         LLF_WORKERS=str(WORKERS),
         LLF_INFERENCE_SERVE_ON_START=TINY,  # a restarted gateway serves the session's model again
         LLF_REDIS_PASSWORD=secrets.token_hex(16),  # the stack's Redis refuses to start without one
