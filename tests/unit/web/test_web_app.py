@@ -180,6 +180,8 @@ def test_same_origin_rules() -> None:
     assert same_origin("http://127.0.0.1:8080", "127.0.0.1:8080")
     assert not same_origin("http://127.0.0.1:9999", "127.0.0.1:8080")
     assert not same_origin("null", "web.test")
+    assert same_origin("null", "web.test", "same-origin")
+    assert not same_origin("http://web.test", "web.test", "same-site")
     assert not same_origin(None, "web.test", "cross-site")
 
 

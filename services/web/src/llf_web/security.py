@@ -29,7 +29,8 @@ CONTENT_SECURITY_POLICY = (
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    # Not no-referrer: under it Chromium sends "Origin: null" with same-origin form posts.
+    ("Referrer-Policy", "same-origin"),
     ("X-Frame-Options", "DENY"),
     ("Cross-Origin-Opener-Policy", "same-origin"),
 )
@@ -76,13 +77,15 @@ class Guard:
 def same_origin(origin: str | None, host: str | None, fetch_site: str | None = None) -> bool:
     """Whether a request's ``Origin`` (if the browser sent one) is the host it was sent to.
 
-    ``Sec-Fetch-Site: cross-site`` is refused outright; a request without ``Origin`` (curl, old
-    browsers on same-origin GETs) is left to the CSRF token.
+    ``Sec-Fetch-Site: cross-site`` or ``same-site`` (another port or subdomain) is refused outright;
+    a request without ``Origin`` (curl, old browsers) is left to the CSRF token.
     """
-    if fetch_site == "cross-site":
+    if fetch_site in {"cross-site", "same-site"}:
         return False
     if not origin:
         return True
-    if origin == "null" or not host:
+    if origin == "null":  # an opaque origin: only the browser's own same-origin label vouches for it
+        return fetch_site == "same-origin"
+    if not host:
         return False
     return urlsplit(origin).netloc.lower() == host.lower()
