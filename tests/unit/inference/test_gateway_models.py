@@ -15,6 +15,7 @@ from llf_inference.devices import GIB, CpuDevice, GpuDevice, Inventory
 from llf_inference.engine.spec import EngineSpec
 from llf_inference.gateway import Gateway
 from llf_inference.placement import Placement
+from llf_inference.registry import ModelInfo
 from llf_inference.replica import Replica
 from llf_inference.settings import InferenceSettings
 from llf_inference.supervisor import Supervisor, Want
@@ -193,3 +194,31 @@ async def test_an_asleep_model_frees_its_gpu_memory_for_placement_and_must_find_
     hold(supervisor, settings, OTHER, "r1")
     refusal = supervisor.place(MODEL)
     assert refusal is not None and refusal.startswith(f"{MODEL} needs") and "to wake" in refusal
+
+
+class HeavyResolver(FakeResolver):
+    """Every model weighs 40 GiB: more than the one fake 16 GiB GPU holds with nothing else on it."""
+
+    async def resolve(self, model: str) -> ModelInfo:
+        info = await super().resolve(model)
+        return info.model_copy(update={"size_bytes": 40 * GIB})
+
+
+async def test_serve_refuses_a_model_that_fits_nowhere_at_once_and_unloads_nothing(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings(device="cuda")
+    one_gpu = Inventory(
+        gpus=(GpuDevice(0, "Fake 16G", "GPU-0", 16 * GIB, 16 * GIB),), cpu=CpuDevice((0, 1), 32 * GIB, 32 * GIB)
+    )
+    gateway = Gateway(settings, resolver=HeavyResolver(paths=dict(settings.model_paths)), inventory=one_gpu)
+    ready_replica(gateway, OTHER)
+    transport = httpx.ASGITransport(app=create_app(settings, gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        response = await http.post("/v1/serve", json={"model": MODEL})  # no wait: still refused before 202
+    assert response.status_code == 507, response.text
+    error = response.json()["error"]
+    assert error["code"] == "does_not_fit"
+    assert error["message"].startswith(f"cannot load {MODEL}: {MODEL} needs 1 GPU with") and "\n" not in error["message"]
+    assert [r.model for r in gateway.supervisor.replicas] == [OTHER]  # nothing started, nothing evicted
+    await gateway.close()

@@ -39,6 +39,7 @@ class FakeEngines:
         self.fail: dict[str, str] = {}
         self.busy: dict[str, int] = {}
         self.stop_gate: asyncio.Event | None = None
+        self.too_big: set[str] = set()
         self._logged = asyncio.Event()
 
     def _note(self, line: str) -> None:
@@ -63,9 +64,16 @@ class FakeEngines:
 
     # ------------------------------------------------------------- Engines
     def place(self, model: str) -> str | None:
+        if model in self.too_big:
+            return f"{model} is bigger than every device"
         if self.slots is not None and self.awake() >= self.slots:
             return f"{self.slots} slot(s), all taken"
         return None
+
+    def fits_alone(self, model: str) -> str | None:
+        if model in self.too_big:
+            return f"{model} is bigger than every device"
+        return "0 slot(s), all taken" if self.slots == 0 else None
 
     def start(self, model: str) -> None:
         assert model not in self.running, f"{model} started twice"
@@ -293,6 +301,18 @@ async def test_a_model_that_fits_nowhere_is_refused_with_the_reason_and_nothing_
     with pytest.raises(DoesNotFit, match=r"cannot load a/x: 0 slot\(s\), all taken"):
         await within(life.acquire("a/x"), "the refusal")
     assert engines.log == [] and life.models() == []
+    await life.close()
+
+
+async def test_a_model_too_big_for_an_empty_machine_evicts_nothing() -> None:
+    engines = FakeEngines(slots=1)
+    engines.too_big.add("big/z")
+    life = lifecycle(engines)
+    (await use(life, "a/x")).release()  # idle, and the LRU victim if eviction could help
+    with pytest.raises(DoesNotFit, match=r"cannot load big/z: big/z is bigger than every device"):
+        await within(life.acquire("big/z"), "the refusal")
+    assert engines.log == ["start a/x", "ready a/x"]  # a/x was not unloaded for nothing
+    assert "a/x" in engines.running
     await life.close()
 
 

@@ -36,6 +36,7 @@ from llf_inference.keepalive import UNSET, KeepAlive, Unset, parse_keep_alive, s
 from llf_inference.lifecycle import Lease, Lifecycle, Policy
 from llf_inference.loading import LoadingStream, Releasing
 from llf_inference.metrics import Metrics
+from llf_inference.placement import DoesNotFit
 from llf_inference.pool import LoadedSet, model_entries, model_states
 from llf_inference.registry import ModelResolver, RegistryResolver
 from llf_inference.relay import Relay
@@ -150,6 +151,9 @@ class Gateway:
         spec = EngineSpec.from_settings(self.settings, model, info.path, engine)
         want = Want(spec, replicas, tuple(gpus) if gpus else None, info.weight_bytes or info.size_bytes)
         self.supervisor.want(want)
+        unfit = self.supervisor.fits_alone(model)
+        if unfit is not None:  # will it fit, before anything starts or is evicted: refused at once
+            raise DoesNotFit(f"cannot load {model}: {unfit}")
         self.supervisor.target, self.supervisor.message = model, None
         log.info("serve", extra={"model": model, "path": info.path, "replicas": replicas, "replace": replace})
         held = [r for r in self.supervisor.replicas if r.model == model and r.state != "failed"]

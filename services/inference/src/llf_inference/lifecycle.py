@@ -50,6 +50,9 @@ class Engines(Protocol):
     def place(self, model: str) -> str | None:
         """None if ``model``'s replicas fit on what is free now (or it wakes), else why not, in one line."""
 
+    def fits_alone(self, model: str) -> str | None:
+        """None if ``model``'s replicas would fit with no other model loaded, else why not, in one line."""
+
     def start(self, model: str) -> None:
         """Add ``model``'s replicas where ``place`` found room, and start them (taken at once)."""
 
@@ -367,6 +370,9 @@ class Lifecycle:
     async def _admit(self, entry: _Entry, waking: bool) -> None:
         """Make room for ``entry`` (evicting idle models) and take it, waiting while all are busy."""
         reason = "no room"
+        alone = None if waking else self.engines.fits_alone(entry.model)
+        if alone is not None:  # evicting others cannot help: refuse before anything is unloaded
+            raise DoesNotFit(f"cannot load {entry.model}: {alone}")
         try:
             async with asyncio.timeout(self.policy.load_timeout_s):
                 while True:

@@ -177,6 +177,14 @@ class Supervisor:
             return exc.detail
         return None
 
+    def fits_alone(self, model: str) -> str | None:
+        """None if ``model``'s replicas fit on the devices with no other replica alive, else why not."""
+        try:
+            self._place(self.wants[model], Allocation())
+        except DoesNotFit as exc:
+            return exc.detail
+        return None
+
     def start(self, model: str) -> None:
         want = self.wants[model]
         placements = self._placed.pop(model, None) or self._place(want)
@@ -328,10 +336,13 @@ class Supervisor:
         more: int | Literal["auto"] = "auto" if count == "auto" else count - kept
         return self._place(dataclasses.replace(self.wants[model], replicas=more))
 
-    def _place(self, want: Want) -> tuple[Placement, ...]:
-        """Placements for ``want``'s replicas on what the live replicas leave free (``DoesNotFit``)."""
+    def _place(self, want: Want, live: Allocation | None = None) -> tuple[Placement, ...]:
+        """Placements for ``want``'s replicas on what ``live`` (default: the live replicas) leaves free.
+
+        Raises ``DoesNotFit`` with the one-line reason.
+        """
         inventory = self._devices()
-        live = self._live()
+        live = self._live() if live is None else live
         options = want.spec.options
         cuda = self.settings.resolved_device == "cuda"
         memory = estimate_memory(
