@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 MODEL ?=
 REPLICAS ?=
+TARGET ?= cpu
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # uv reads no pip.conf: it trusts the platform's CA store (where a TLS-intercepting proxy's CA lives,
 # and PyPI's everywhere) instead of its bundled roots, and uses the venv's Python, never a download.
@@ -14,7 +15,7 @@ export UV_SYSTEM_CERTS ?= 1
 export UV_PYTHON_DOWNLOADS ?= never
 
 .DEFAULT_GOAL := help
-.PHONY: help dev engine lock test test-unit test-integration test-e2e lint bench soak checkov k8s-check up down logs clean
+.PHONY: help dev engine lock test test-unit test-integration test-e2e lint bench soak checkov k8s-check images up down logs clean
 
 help: ## Show this help.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -76,6 +77,9 @@ k8s-check: checkov ## Render deploy/k8s (kubectl kustomize); Kubernetes + CRD sc
 
 soak: dev ## Long load/soak test against the local-mode stack (bounded in time).
 	$(PY) -m pytest -m soak -q -p no:cacheprovider
+
+images: ## Build every image: models, worker, inference-cpu (TARGET=gpu: inference-gpu), cli, dashboard, router.
+	bash scripts/docker-images.sh --all --target $(TARGET)
 
 up: dev ## Start the stack (Compose with GPU/CPU, or local processes) and serve MODEL.
 	$(PY) -m scripts.up $(if $(MODEL),--model $(MODEL)) $(if $(REPLICAS),--replicas $(REPLICAS))

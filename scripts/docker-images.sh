@@ -11,7 +11,8 @@
 #   3. build env   deploy/buildenv.py --stage-wheels: local base/redis images, pip indexes, CA bundle,
 #                  the CPU torch wheel from pip's find-links
 #   4. images      docker compose build: models + worker, inference (--target cpu|gpu); with --all also
-#                  cli and dashboard (what the e2e tests run)
+#                  cli, dashboard and router (the Compose fleet profile's vllm-router): what the e2e
+#                  tests run. `make images` runs it with --all.
 #
 # Usage: docker-images.sh [--target cpu|gpu] [--all]
 # Exit 3 when the base image can be neither pulled nor built here (the last stderr line says why:
@@ -115,7 +116,7 @@ env | grep -E '^(LLF_|PIP_INDEX|PIP_EXTRA)' | sort || true
 
 compose=(docker compose -f docker-compose.yml -f "deploy/compose.$target.yml" --progress plain)
 if [[ $all == 1 ]]; then
-  compose+=(--profile cli --profile debug)
+  compose+=(-f deploy/compose.fleet.yml --profile cli --profile debug --profile fleet)
 fi
 
 stage "image: redis"
@@ -127,8 +128,8 @@ else
   LLF_REDIS_IMAGE=llf/redis:7 quiet build-redis "${compose[@]}" -f deploy/compose.redis-local.yml build redis
 fi
 
-services=(models worker)
-((all)) && services+=(cli dashboard)
+services=(models worker web)
+((all)) && services+=(cli dashboard router)
 stage "images: ${services[*]}"
 quiet build-models "${compose[@]}" build "${services[@]}"
 
