@@ -117,6 +117,24 @@ def test_status_of_cpu_replicas_shows_their_cores_and_ram(llf: Invoke, fake: Fak
     )
 
 
+def test_status_lists_idle_gpus_the_gateway_reports_with_their_free_memory(llf: Invoke, fake: Fake) -> None:
+    status = gateway_status(MODEL)
+    status["replicas"][0]["placement"] = {"device": "cuda", "gpus": [0], "gpu_memory_utilization": 0.25}
+    status["devices"] = [
+        {"device": "cuda", "index": 0, "name": "A", "free_bytes": 24_000_000_000, "replicas": ["r0"]},
+        {"device": "cuda", "index": 1, "name": "B", "free_bytes": 80_000_000_000, "replicas": []},
+    ]
+    fake.on("GET", f"{REGISTRY}/healthz", httpx.Response(200, json={"status": "ok"}))
+    fake.on("GET", f"{GATEWAY}/v1/status", httpx.Response(200, json=status))
+    result = llf("status")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith(
+        "\n\nDEVICE  REPLICA  MODEL           HOLDS\n"
+        "GPU0    r0       acme/tiny-chat  memory share 0.250\n"
+        "GPU1    -        -               idle, 80.0 GB free\n"
+    )
+
+
 def test_chat_with_a_model_that_fits_nowhere_ends_in_the_gateways_one_line(llf: Invoke, fake: Fake) -> None:
     refusal = {
         "error": {"message": f"cannot load acme/huge: {REFUSAL}", "type": "server_error", "code": "does_not_fit"}

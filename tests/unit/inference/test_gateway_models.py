@@ -219,6 +219,7 @@ async def test_serve_refuses_a_model_that_fits_nowhere_at_once_and_unloads_nothi
     assert response.status_code == 507, response.text
     error = response.json()["error"]
     assert error["code"] == "does_not_fit"
-    assert error["message"].startswith(f"cannot load {MODEL}: {MODEL} needs 1 GPU with") and "\n" not in error["message"]
+    message = error["message"]
+    assert message.startswith(f"cannot load {MODEL}: {MODEL} needs 1 GPU with") and "\n" not in message
     assert [r.model for r in gateway.supervisor.replicas] == [OTHER]  # nothing started, nothing evicted
     await gateway.close()

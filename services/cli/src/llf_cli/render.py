@@ -265,7 +265,7 @@ def status_view(registry_url: str, registry_up: bool, gateway_url: str, status: 
         )
     out.print()
     out.print(table)
-    devices_table(out, replicas)
+    devices_table(out, replicas, status.get("devices") or [])
     for replica in replicas:
         if replica.get("last_error"):
             out.print(f"{replica.get('id')}: {replica['last_error']}", style="red", markup=False)
@@ -326,8 +326,12 @@ def placement_share(placement: dict[str, Any]) -> str:
     return ", ".join(part for part in parts if part) or "-"
 
 
-def devices_table(out: Out, replicas: list[dict[str, Any]]) -> None:
-    """Each device and what it holds: one row per (GPU or CPU, replica), from the replicas' placement."""
+def devices_table(out: Out, replicas: list[dict[str, Any]], devices: list[dict[str, Any]] | None = None) -> None:
+    """Each device and what it holds: one row per (GPU or CPU, replica), from the replicas' placement.
+
+    A device the gateway lists (``devices``, newer gateways) that holds no replica gets one
+    ``idle`` row with its free memory, so the next model's room is visible too.
+    """
     rows: list[tuple[tuple[int, int], str, dict[str, Any], dict[str, Any]]] = []
     for replica in replicas:
         placement = replica.get("placement")
@@ -339,11 +343,22 @@ def devices_table(out: Out, replicas: list[dict[str, Any]]) -> None:
             rows += [((0, g), f"GPU{g}{group}", replica, placement) for g in gpus]
         else:
             rows.append(((1, 0), "CPU", replica, placement))
+    for device in devices or []:
+        if device.get("replicas"):
+            continue
+        free = device.get("free_bytes")
+        holds = f"idle, {size(free)} free" if isinstance(free, int) else "idle"
+        if device.get("device") == "cuda":
+            index = device.get("index", 0)
+            rows.append(((0, index), f"GPU{index}", {"id": "-", "model": "-"}, {"idle": holds}))
+        else:
+            rows.append(((1, 0), "CPU", {"id": "-", "model": "-"}, {"idle": holds}))
     if not rows:
         return
     table = _table("DEVICE", "REPLICA", "MODEL", "HOLDS")
     for _, device, replica, placement in sorted(rows, key=lambda row: row[0]):
-        table.add_row(device, str(replica.get("id", "?")), replica.get("model", "-"), placement_share(placement))
+        holds = placement.get("idle") or placement_share(placement)
+        table.add_row(device, str(replica.get("id", "?")), replica.get("model", "-"), holds)
     out.print()
     out.print(table)
 

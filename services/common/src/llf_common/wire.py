@@ -208,6 +208,24 @@ class ReplicaPlacement(Reply):
     ram_bytes: int | None = None
 
 
+class DeviceStatus(Reply):
+    """One device engines can be placed on, and what llf placed there (``llf status``).
+
+    ``free_bytes`` is what the device had free when the gateway took its inventory (before its
+    own engines started); ``reserved_bytes`` is what placement gave llf's replicas on it.
+    """
+
+    device: str = Field(description="`cuda` (one GPU) or `cpu` (the cores the gateway may use).")
+    index: int | None = Field(None, description="NVML index of a GPU.")
+    name: str
+    total_bytes: int | None = None
+    free_bytes: int | None = None
+    reserved_bytes: int = 0
+    cores: list[int] = Field(default_factory=list)
+    replicas: list[str] = Field(default_factory=list, description="Ids of the replicas placed on it.")
+    models: list[str] = Field(default_factory=list)
+
+
 class ModelStatus(Reply):
     """One model in the gateway's pool (``llf status``, like ``ollama ps``)."""
 
@@ -247,3 +265,4 @@ class GatewayStatus(Reply):
     replicas: list[ReplicaStatus] = Field(default_factory=list)
     message: str | None = None
     model_states: list[ModelStatus] = Field(default_factory=list, description="Every model in the pool.")
+    devices: list[DeviceStatus] = Field(default_factory=list, description="Every device and what it holds.")

@@ -34,6 +34,7 @@ import httpx
 from llf_common.errors import BadRequest, LLFError, UpstreamError
 from llf_common.wire import GatewayState, GatewayStatus, ReplicaPlacement, ReplicaStatus
 
+from llf_inference.device_status import device_statuses
 from llf_inference.devices import GIB, Inventory, discover
 from llf_inference.engine.spec import EngineSpec
 from llf_inference.placement import (
@@ -142,6 +143,7 @@ class Supervisor:
             target=self.target,
             replicas=[self._replica_status(r) for r in self.replicas],
             message=self.message,
+            devices=device_statuses(self._devices(), self._live().placements),
         )
 
     def _replica_status(self, replica: Replica) -> ReplicaStatus:
