@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+from llf_inference.engine.spec import STARTUP_DIR
 
 from tests.support.net import free_port, wait_for
 
@@ -64,6 +65,9 @@ class VllmEngine:
     def start(self, timeout: float = 300.0) -> str:
         self.port = free_port()
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+        # The gateway's AMX permission hook, as every engine the gateway starts gets it: on an AMX host a
+        # bare engine whose first prefill is 1-2 tokens dies of SIGILL without it.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(STARTUP_DIR), env.get("PYTHONPATH", "")]))
         env.update(self.env)
         command = [
             str(self.python),
