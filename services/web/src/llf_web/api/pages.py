@@ -58,17 +58,22 @@ def _login_form(
     )
 
 
+async def _form(request: Request) -> dict[str, str]:
+    """A small urlencoded form, first value of each field (no multipart parser needed for two fields)."""
+    raw = await request.body()
+    return {key: values[0] for key, values in parse_qs(raw[:MAX_FORM_BYTES].decode("utf-8", "replace")).items()}
+
+
 @router.post("/login")
 async def login(request: Request, templates: TemplatesDep, guard: GuardDep, settings: SettingsDep) -> Response:
     """Check the key once; on success the session cookie replaces it (the key is not stored)."""
     check_origin(request)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_FORM_BYTES].decode("utf-8", "replace"))
-    if not guard.csrf_ok((form.get("csrf") or [None])[0]):
+    form = await _form(request)
+    if not guard.csrf_ok(form.get("csrf")):
         return _login_form(request, templates, guard, error="The form expired: enter the key again.", status=403)
     if not guard.required:
         return RedirectResponse("/", status_code=303)
-    if not guard.key_matches((form.get("key") or [""])[0]):
+    if not guard.key_matches(form.get("key") or ""):
         return _login_form(request, templates, guard, error="Wrong API key.", status=401)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
@@ -86,9 +91,8 @@ async def login(request: Request, templates: TemplatesDep, guard: GuardDep, sett
 @router.post("/logout")
 async def logout(request: Request, guard: GuardDep) -> Response:
     check_origin(request)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_FORM_BYTES].decode("utf-8", "replace"))
+    form = await _form(request)
     response = RedirectResponse("/login" if guard.required else "/", status_code=303)
-    if guard.csrf_ok((form.get("csrf") or [None])[0]):
+    if guard.csrf_ok(form.get("csrf")):
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
