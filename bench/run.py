@@ -38,6 +38,7 @@ CASES: dict[str, tuple[int, str]] = {
     "gateway": (1, "Gateway vs direct vLLM"),
     "coldstart": (8, "Cold start to first token"),
     "dtype": (9, "Engine dtype: float32 vs bfloat16"),
+    "routing": (10, "Routing for the prefix cache: gateway vs vllm-router"),
 }
 
 
