@@ -49,7 +49,7 @@ def test_a_newer_gateways_status_with_keys_this_registry_does_not_know_still_pro
             json={
                 "state": "ready",
                 "models": ["a/served"],
-                "devices": [{"id": "gpu0"}],
+                "accelerators": [{"id": "gpu0"}],
                 "replicas": [{"id": "r1", "model": "b/replica", "state": "ready", "device": "gpu0", "queue": 3}],
             },
         )

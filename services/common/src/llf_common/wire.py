@@ -215,9 +215,9 @@ class DeviceStatus(Reply):
     own engines started); ``reserved_bytes`` is what placement gave llf's replicas on it.
     """
 
-    device: str = Field(description="`cuda` (one GPU) or `cpu` (the cores the gateway may use).")
+    device: str = Field("cpu", description="`cuda` (one GPU) or `cpu` (the cores the gateway may use).")
     index: int | None = Field(None, description="NVML index of a GPU.")
-    name: str
+    name: str = ""
     total_bytes: int | None = None
     free_bytes: int | None = None
     reserved_bytes: int = 0
