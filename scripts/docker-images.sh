@@ -10,7 +10,7 @@
 #   2. redis       redis:7 when present or pullable; else llf/redis:7 (base image + Debian redis-server)
 #   3. build env   deploy/buildenv.py --stage-wheels: local base/redis images, pip indexes, CA bundle,
 #                  the CPU torch wheel from pip's find-links
-#   4. images      docker compose build: models + worker, inference (--target cpu|gpu); with --all also
+#   4. images      docker compose build: models + worker, web, inference (--target cpu|gpu); with --all also
 #                  cli, dashboard and router (the Compose fleet profile's vllm-router): what the e2e
 #                  tests run. `make images` runs it with --all.
 #

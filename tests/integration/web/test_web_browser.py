@@ -139,7 +139,7 @@ def test_a_pull_from_the_models_page_shows_its_progress_and_the_model_appears_ve
     web_stack: WebStack, browser: Any, shot: Shot, hub: HubStandIn
 ) -> None:
     hub.add_tiny_model(PULLED, seed=3)
-    hub.hold(PULLED, WEIGHTS, after_bytes=600_000)  # about 40 %: the bar is visibly part-filled
+    hub.hold(PULLED, WEIGHTS, after_bytes=600_000)  # the weights stop here until released: the pull stays in flight
     try:
         browser.get(web_stack.url + "/models")
         wait_for(lambda: TINY in text(browser, "#models"), 20, "the registry's list")
