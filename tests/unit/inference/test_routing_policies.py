@@ -89,8 +89,36 @@ def test_a_key_spills_to_the_next_replica_on_the_ring_past_the_load_bound() -> N
     assert policy.bound(busy) == 3
     choice = policy.choose(busy, "session:a")
     assert (choice.replica.id, choice.decision) == (other, "spill")
-    within = [Slot(home, 1), Slot(other, 0)]  # bound ceil(1.25 * 2 / 2) = 2: one more fits
-    assert policy.choose(within, "session:a").replica.id == home
+    within = [Slot(home, 1), Slot(other, 0)]  # bound ceil(1.25 * 2 / 2) = 2: one more fits on either
+    choice = policy.choose(within, "session:a")  # the replica that served the last turn holds its whole prefix
+    assert (choice.replica.id, choice.decision) == (other, "affinity_hit")
+
+
+def test_a_burst_of_conversations_spread_by_the_bound_keeps_each_on_its_replica_in_later_turns() -> None:
+    policy = AffinityPolicy(load_factor=1.25)
+    pool = slots(0, 0)
+    sessions = [f"session:{i}" for i in range(16)]
+    homes = {}
+    for key in sessions:  # turn 1: all 16 arrive together, each stays in flight
+        choice = policy.choose(pool, key)
+        choice.replica.in_flight += 1
+        homes[key] = choice.replica.id
+    assert max(s.in_flight for s in pool) <= policy.bound(pool) - 1  # within 1.25 x the mean, whatever the ring says
+    for _turn in range(2, 7):  # later turns: the same burst, every conversation back on its replica
+        for slot in pool:
+            slot.in_flight = 0
+        for key in sessions:
+            choice = policy.choose(pool, key)
+            choice.replica.in_flight += 1
+            assert (choice.replica.id, choice.decision) == (homes[key], "affinity_hit"), key
+
+
+def test_remembered_homes_are_bounded_and_the_least_recent_is_forgotten_first() -> None:
+    policy = AffinityPolicy(homes=2)
+    pool = slots(0, 0)
+    for key in ("session:a", "session:b", "session:a", "session:c"):
+        policy.choose(pool, key)
+    assert list(policy._homes) == ["session:a", "session:c"]
 
 
 def test_a_request_without_key_goes_to_the_least_loaded_replica() -> None:

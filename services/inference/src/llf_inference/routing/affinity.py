@@ -7,8 +7,16 @@ past the bound, ``load_factor`` times the mean requests in flight (counting this
 up), passes the key on to the next replica on the ring (a *spill*), as KubeAI's PrefixHash and
 "consistent hashing with bounded loads" (Mirrokni et al., 2018) do: no hot session can pile
 onto one engine while the others idle. The ring is built from the routable replicas only, so
-a replica that dies or drains moves just its own keys, to the next replica on the ring, and
-they come back when it does. A request with no key goes to the least loaded replica.
+a replica that dies or drains moves just its own keys, to the next replica on the ring. A
+request with no key goes to the least loaded replica.
+
+Where a key landed is remembered (its *home*, in a bounded LRU map): the next turn of the
+conversation goes to the replica that served the last one — the engine that holds the whole
+history in its prefix cache — as long as that replica stays within the bound, even when the
+ring alone would point elsewhere. Without it, a burst of new conversations that the bound
+spread over the replicas would fall back onto the ring's (uneven) split on every later turn,
+spill again past the bound and miss the cache it had just built (benchmark #10: 16
+conversations split 12/4 by the ring).
 """
 
 from __future__ import annotations
@@ -16,12 +24,15 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from llf_inference.routing import Choice, R, least_in_flight
 
 VNODES = 100
 """Points per replica on the ring: with 2-8 replicas, keys split within a few % of evenly."""
+HOMES = 65_536
+"""Keys whose last replica is remembered (least recently used ones are forgotten first)."""
 
 
 def point(text: str) -> int:
@@ -58,12 +69,14 @@ class AffinityPolicy:
 
     name = "affinity"
 
-    def __init__(self, load_factor: float = 1.25, vnodes: int = VNODES) -> None:
+    def __init__(self, load_factor: float = 1.25, vnodes: int = VNODES, homes: int = HOMES) -> None:
         if load_factor < 1:
             raise ValueError("load_factor must be >= 1")
         self.load_factor = load_factor
         self.vnodes = vnodes
         self._rings: dict[tuple[str, ...], Ring] = {}
+        self._homes: OrderedDict[str, str] = OrderedDict()
+        self._max_homes = homes
 
     def ring(self, ids: Sequence[str]) -> Ring:
         """The ring of these replica ids (cached: the set changes only on start, stop or crash)."""
@@ -85,8 +98,21 @@ class AffinityPolicy:
             return Choice(least_in_flight(replicas), "no_key" if key is None else "affinity_hit")
         by_id = {r.id: r for r in replicas}
         bound = self.bound(replicas)
+        home = self._homes.get(key)
+        if home in by_id and by_id[home].in_flight + 1 <= bound:
+            self._homes.move_to_end(key)
+            return Choice(by_id[home], "affinity_hit")
         for position, rid in enumerate(self.ring(list(by_id)).walk(key)):
             replica = by_id[rid]
             if replica.in_flight + 1 <= bound:
-                return Choice(replica, "affinity_hit" if position == 0 else "spill")
+                first_visit = home is None and position == 0
+                return Choice(self._remember(key, replica), "affinity_hit" if first_visit else "spill")
         return Choice(least_in_flight(replicas), "spill")  # unreachable with factor >= 1; kept as a guard
+
+    def _remember(self, key: str, replica: R) -> R:
+        """``replica`` is ``key``'s home from now on (it will hold the conversation's latest prefix)."""
+        self._homes[key] = replica.id
+        self._homes.move_to_end(key)
+        if len(self._homes) > self._max_homes:
+            self._homes.popitem(last=False)
+        return replica
