@@ -3,19 +3,25 @@
 One ``make up`` (local mode: supervisord, redis-server, registry API + worker, gateway + a real
 vLLM CPU engine on the tiny model from the hub stand-in). Then, at the same time:
 ``LLF_SOAK_STREAMS`` (64) chat streams in a closed loop for ``LLF_SOAK_SECONDS`` (60) and
-``LLF_SOAK_PULLS`` (10) pulls of distinct repos. What must hold: no failed stream (HTTP error,
-error event, or a stream without ``[DONE]``), every pull job finished (none lost), and the
-gateway's and registry's resident memory grew by at most 10 % (measured after a warm-up, and
-again after the load). The numbers are printed and written to ``bench/results/soak.json``
-(the README's benchmark section shows them).
+``LLF_SOAK_PULLS`` (10) pulls of distinct repos, taken by the stack's worker and one more that is
+paused (SIGSTOP, worker and work horse) mid-download past the liveness TTL, then resumed: its
+pull is taken over while it sleeps, and what it writes once awake must not reach the store. The
+hub ignores ``Range`` for these files, so a takeover starts over at byte 0. What must hold: no
+failed stream (HTTP error, error event, or a stream without ``[DONE]``), every pull job finished
+(none lost), every file of every pulled repo has the hub's sha256, and the gateway's and
+registry's resident memory grew by at most 10 % (measured after a warm-up, and again after the
+load). The numbers are printed and written to ``bench/results/soak.json`` (the README's
+benchmark section shows them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,10 +36,12 @@ import psutil
 import pytest
 from httpx_sse import EventSource
 from llf_common.wire import TERMINAL_JOB_STATES
+from supervisor.options import ServerOptions
 
 from scripts.up.local import Supervisor
 from tests.support.hub import HubStandIn
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_for
+from tests.support.registry import ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "llf-soak/tiny"
@@ -41,6 +49,8 @@ STREAMS = int(os.environ.get("LLF_SOAK_STREAMS", "64"))
 SECONDS = float(os.environ.get("LLF_SOAK_SECONDS", "60"))
 PULLS = int(os.environ.get("LLF_SOAK_PULLS", "10"))
 PULL_EXTRA_BYTES = 8 << 20
+HELD_AT = 4 << 20  # each pull's first download of extra.bin parks here until the worker is paused
+WORKER_ALIVE_TTL_S = 5.0  # llf_models settings: worker_alive_ttl_s
 MAX_GROWTH = 0.10
 DROPPED = ("LLF_DEFAULT_MODEL", "LLF_CONFIG", "LLF_API_KEY", "HF_TOKEN", "LLF_RUN_DIR", "LLF_MODELS_DIR")
 
@@ -80,6 +90,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubStandIn]:
         repo = f"llf-soak/pull-{index}"
         stand_in.add_tiny_model(repo, seed=100 + index)
         stand_in.add_large_file(repo, "extra.bin", PULL_EXTRA_BYTES, seed=index)
+        stand_in.ignore_range(repo, "extra.bin")
     stand_in.start()
     try:
         yield stand_in
@@ -201,8 +212,56 @@ def pull_all(base: str, repos: list[str]) -> dict[str, Any]:
         return states
 
 
+# ---------------------------------------------------------------- the paused worker
+def start_extra_worker(stack: Stack) -> ManagedProcess:
+    """A second ``llf-models-worker`` with the environment supervisord gives the first (its conf section)."""
+    options = ServerOptions()
+    options.realize(args=["-c", str(stack.home / "run" / "supervisord.conf")])
+    [worker] = [p for g in options.process_group_configs for p in g.process_configs if p.name == "worker"]
+    env = {**stack.env, **(worker.environment or {})}
+    argv = [str(Path(sys.executable).parent / "llf-models-worker"), "--name", f"soak-paused-{os.getpid()}"]
+    return ManagedProcess("soak-paused", argv, env, stack.home / "run" / "logs" / "soak-paused-worker.log", REPO)
+
+
+def pause_mid_download(worker: ManagedProcess, hub: HubStandIn, repos: list[str]) -> dict[str, Any]:
+    """Once ``worker``'s work horse is parked mid-file, SIGSTOP both past the liveness TTL, then SIGCONT."""
+
+    def parked() -> bool:
+        busy = bool(psutil.Process(worker.pid).children())
+        return busy and any(hub.held(repo, "extra.bin") for repo in repos)
+
+    wait_for(parked, timeout=300, what="the extra worker's work horse downloading a held file")
+    group = [*psutil.Process(worker.pid).children(recursive=True), psutil.Process(worker.pid)]
+    for process in group:
+        process.send_signal(signal.SIGSTOP)
+    hub.release()  # every other download goes on; the paused one has its bytes waiting when it wakes
+    try:
+        time.sleep(WORKER_ALIVE_TTL_S + 5)  # elapsed time is the point: long enough to be judged dead
+    finally:
+        for process in group:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGCONT)
+    return {"paused_s": WORKER_ALIVE_TTL_S + 5, "pids": [p.pid for p in group]}
+
+
+def mismatched_files(models_dir: Path, hub: HubStandIn, repos: list[str]) -> list[str]:
+    """Files of the pulled repos whose content is not the hub's (sha256), or that are missing."""
+    bad = []
+    for repo in repos:
+        snapshot = models_dir / f"models--{repo.replace('/', '--')}" / "snapshots" / hub.resolve(repo)
+        for name, meta in hub.files(repo).items():
+            try:
+                digest = hashlib.sha256((snapshot / name).read_bytes()).hexdigest()
+            except OSError as exc:
+                bad.append(f"{repo}/{name}: {exc}")
+                continue
+            if digest != meta.sha256:
+                bad.append(f"{repo}/{name}: sha256 {digest} != hub {meta.sha256}")
+    return bad
+
+
 def test_sixty_seconds_of_64_streams_and_10_pulls_fail_nothing_lose_nothing_and_leak_nothing(
-    stack: Stack, request: pytest.FixtureRequest
+    stack: Stack, hub: HubStandIn, request: pytest.FixtureRequest
 ) -> None:
     # Warm-up: every code path the load uses has run once before memory is measured.
     warm = asyncio.run(chat_load(stack.inference_url, STREAMS, 1.0, max_tokens=4))
@@ -211,15 +270,26 @@ def test_sixty_seconds_of_64_streams_and_10_pulls_fail_nothing_lose_nothing_and_
     time.sleep(2)
     before = stack.rss()
 
-    async def together() -> tuple[Tally, dict[str, Any]]:
-        pulls = asyncio.to_thread(pull_all, stack.models_url, [f"llf-soak/pull-{i}" for i in range(PULLS)])
-        return await asyncio.gather(chat_load(stack.inference_url, STREAMS, SECONDS), pulls)
+    repos = [f"llf-soak/pull-{i}" for i in range(PULLS)]
+    for repo in repos:
+        hub.hold(repo, "extra.bin", after_bytes=HELD_AT, times=1)
+    extra = start_extra_worker(stack)
+
+    async def together() -> tuple[Tally, dict[str, Any], dict[str, Any]]:
+        pulls = asyncio.to_thread(pull_all, stack.models_url, repos)
+        pause = asyncio.to_thread(pause_mid_download, extra, hub, repos)
+        return await asyncio.gather(chat_load(stack.inference_url, STREAMS, SECONDS), pulls, pause)
 
     started = time.monotonic()
-    tally, pulls = asyncio.run(together())
+    try:
+        tally, pulls, paused = asyncio.run(together())
+    finally:
+        hub.release()
+        extra.stop()
     elapsed = time.monotonic() - started
     time.sleep(2)
     after = stack.rss()
+    mismatched = mismatched_files(stack.home / "models", hub, repos)
 
     growth = {name: (after.get(name, 0) - rss) / rss for name, rss in before.items() if rss}
     report = {
@@ -238,6 +308,8 @@ def test_sixty_seconds_of_64_streams_and_10_pulls_fail_nothing_lose_nothing_and_
         "pulls": PULLS,
         "pulls_finished": sum(state == "finished" for state in pulls.values()),
         "lost_or_failed_jobs": {repo: state for repo, state in pulls.items() if state != "finished"},
+        "paused_worker": paused,
+        "files_not_the_hubs": mismatched,
         "rss_before_mib": {k: round(v / 2**20, 1) for k, v in before.items()},
         "rss_after_mib": {k: round(v / 2**20, 1) for k, v in after.items()},
         "rss_growth_pct": {k: round(100 * v, 1) for k, v in growth.items()},
@@ -252,5 +324,6 @@ def test_sixty_seconds_of_64_streams_and_10_pulls_fail_nothing_lose_nothing_and_
     assert tally.requests > 0
     assert not tally.errors, f"{len(tally.errors)} failed streams, e.g. {tally.errors[:3]}"
     assert report["lost_or_failed_jobs"] == {}, report["lost_or_failed_jobs"]
+    assert mismatched == [], f"files in the store that are not the hub's: {mismatched}"
     assert set(before) == {"inference", "models", "worker"}, before
     assert all(g <= MAX_GROWTH for g in growth.values()), f"RSS growth over 10 %: {report['rss_growth_pct']}"
