@@ -40,7 +40,7 @@ def body() -> dict[str, object]:
     }
 
 
-def start(ctx: Context) -> tuple[Proc, str, int]:
+def start(ctx: Context) -> tuple[Proc, str, int, str]:
     from llf_models.tinymodel import write_tiny_model
 
     model_dir = write_tiny_model(ctx.path("gateway", "model"), seed=0)
@@ -65,7 +65,8 @@ def start(ctx: Context) -> tuple[Proc, str, int]:
     except BaseException:
         proc.stop(timeout=30)
         raise
-    return proc, url, int(replica["port"])
+    # The engine answers only its gateway's per-start key, which it has in its environment.
+    return proc, url, int(replica["port"]), psutil.Process(int(replica["pid"])).environ().get("VLLM_API_KEY", "")
 
 
 async def single(url: str, http: httpx.AsyncClient) -> load.StreamStats:
@@ -75,9 +76,11 @@ async def single(url: str, http: httpx.AsyncClient) -> load.StreamStats:
     return stats
 
 
-async def one_stream_rep(gateway: str, direct: str) -> tuple[list[load.StreamStats], list[load.StreamStats]]:
+async def one_stream_rep(
+    gateway: str, direct: str, auth: dict[str, str]
+) -> tuple[list[load.StreamStats], list[load.StreamStats]]:
     via, straight = [], []
-    async with load.client(2) as http:
+    async with load.client(2, headers=auth) as http:  # the gateway (no LLF_API_KEY) ignores the header
         for index in range(SINGLE_REQUESTS):
             order = [(gateway, via), (direct, straight)]
             for url, sink in order if index % 2 == 0 else reversed(order):
@@ -86,14 +89,15 @@ async def one_stream_rep(gateway: str, direct: str) -> tuple[list[load.StreamSta
 
 
 def run(ctx: Context, result: Result) -> None:
-    proc, url, engine_port = start(ctx)
+    proc, url, engine_port, engine_key = start(ctx)
     direct = f"http://127.0.0.1:{engine_port}"
+    auth = {"Authorization": f"Bearer {engine_key}"}
     try:
         gateway = psutil.Process(proc.pid)
         engine = gateway.children(recursive=True)  # vLLM's API server, engine core and worker
-        asyncio.run(one_stream_rep(url, direct))  # warm-up (compiles, caches, connections)
+        asyncio.run(one_stream_rep(url, direct, auth))  # warm-up (compiles, caches, connections)
         for rep in range(ctx.reps):
-            via, straight = asyncio.run(one_stream_rep(url, direct))
+            via, straight = asyncio.run(one_stream_rep(url, direct, auth))
             for name, streams in (("gateway", via), ("direct", straight)):
                 ttfts = [s.ttft_s or 0.0 for s in streams]
                 result.metric(f"{name}_ttft_p50_ms_c1", "ms").add(percentile(ttfts, 50) * 1e3)
@@ -114,7 +118,7 @@ def run(ctx: Context, result: Result) -> None:
             for side in ["gateway", "direct"] if rep % 2 == 0 else ["direct", "gateway"]:
                 target = url if side == "gateway" else direct
                 gateway_cpu, engine_cpu = cpu_seconds([gateway]), cpu_seconds(engine)
-                batch = load.batch("chat", f"{target}/v1/chat/completions", body(), CONCURRENT)
+                batch = load.batch("chat", f"{target}/v1/chat/completions", body(), CONCURRENT, headers=auth)
                 if side == "gateway":  # where the cores went while streams crossed the gateway
                     used = {"gateway": cpu_seconds([gateway]) - gateway_cpu, "engine": cpu_seconds(engine) - engine_cpu}
                     for name, seconds in used.items():
