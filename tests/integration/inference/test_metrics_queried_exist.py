@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import psutil
 import yaml
 
 from tests.integration.inference.conftest import API_KEY, ensure_served
@@ -41,14 +42,17 @@ def names(exposition: str) -> set[str]:
     return {line.split("{")[0].split(" ")[0] for line in exposition.splitlines() if line and not line.startswith("#")}
 
 
-def chat(base_url: str, model: str) -> None:
+def chat(base_url: str, model: str, headers: dict[str, str] = AUTH) -> None:
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-    response = httpx.post(f"{base_url}/v1/chat/completions", json=body, headers=AUTH, timeout=120)
+    response = httpx.post(f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=120)
     assert response.status_code == 200, response.text
 
 
-def router_scrape(engine_port: int, model: str, workdir: Path) -> str:
-    """vllm-router on loopback in front of the engine: one request through it, then its metrics."""
+def router_scrape(engine_port: int, engine_key: str, model: str, workdir: Path) -> str:
+    """vllm-router on loopback in front of the engine: one request through it, then its metrics.
+
+    The engine answers only the key its gateway gave it; the router passes the client's on.
+    """
     beside = Path(sys.executable).parent / "vllm-router"  # the venv's, also when it is not on PATH
     binary = str(beside) if beside.exists() else shutil.which("vllm-router")
     assert binary, "vllm-router is not installed (the dev group of pyproject.toml declares it)"
@@ -68,7 +72,7 @@ def router_scrape(engine_port: int, model: str, workdir: Path) -> str:
                 return False
 
         wait_for(ready, 60, "vllm-router's /readiness to answer 200", interval=0.5)
-        chat(f"http://127.0.0.1:{port}", model)
+        chat(f"http://127.0.0.1:{port}", model, {"Authorization": f"Bearer {engine_key}"})
         return httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     finally:
         router.terminate()
@@ -86,11 +90,12 @@ def test_every_metric_the_dashboard_and_keda_query_is_scraped_live(
     model = ensure_served(gateway)
     chat(gateway.url, model)
     replica = next(r for r in gateway.status()["replicas"] if r["model"] == model and r["state"] == "ready")
+    engine_key = psutil.Process(replica["pid"]).environ()["VLLM_API_KEY"]  # the gateway's, per engine start
     scraped = {
         "gateway": names(httpx.get(f"{gateway.url}/metrics", headers=AUTH, timeout=10).text),
         "engine": names(httpx.get(f"{gateway.url}/metrics/engine/{replica['id']}", headers=AUTH, timeout=10).text),
         "registry": names(httpx.get(f"{inference_registry.url}/metrics", headers=AUTH, timeout=10).text),
-        "router": names(router_scrape(replica["port"], model, tmp_path)),
+        "router": names(router_scrape(replica["port"], engine_key, model, tmp_path)),
     }
     queried = queried_metrics()
     assert {"vllm:num_requests_waiting", "llf_models_jobs", "vllm_router_processed_requests_total"} <= queried
