@@ -78,7 +78,7 @@ k8s-check: checkov ## Render deploy/k8s (kubectl kustomize); Kubernetes + CRD sc
 soak: dev ## Long load/soak test against the local-mode stack (bounded in time).
 	$(PY) -m pytest -m soak -q -p no:cacheprovider
 
-images: ## Build every image: models, worker, inference-cpu (TARGET=gpu: inference-gpu), cli, dashboard, router.
+images: ## Build every image: models, worker, web, inference-cpu (TARGET=gpu: inference-gpu), cli, dashboard, router.
 	bash scripts/docker-images.sh --all --target $(TARGET)
 
 up: dev ## Start the stack (Compose with GPU/CPU, or local processes) and serve MODEL.
