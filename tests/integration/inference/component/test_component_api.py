@@ -184,7 +184,8 @@ def test_serving_the_same_model_again_keeps_the_running_engine(gw: ThreadedGatew
 
 
 def test_several_replicas_share_the_load(start_gateway: Start) -> None:
-    gateway = start_gateway(engine_env={"FAKE_TOKEN_DELAY": "0.2"})
+    # least_loaded: the same prompt twice would stay on one replica under affinity (within its bound)
+    gateway = start_gateway(engine_env={"FAKE_TOKEN_DELAY": "0.2"}, routing="least_loaded")
     status = gateway.serve(replicas=2).json()
     assert len(status["replicas"]) == 2 and all(r["state"] == "ready" for r in status["replicas"])
     with gateway.client.stream("POST", "/v1/chat/completions", json={**CHAT, "max_tokens": 40, "stream": True}) as r:
