@@ -51,8 +51,11 @@ def test_non_streamed_chat_and_text_completions_pass_through(gateway: GatewayPro
 def test_models_lists_the_served_model_with_its_context_length(gateway: GatewayProcess, client: openai.OpenAI) -> None:
     model = ensure_served(gateway)
     listing = client.models.list()
-    assert [m.id for m in listing.data] == [model]
-    assert listing.data[0].model_extra is not None and listing.data[0].model_extra["max_model_len"] == 2048
+    loaded = [m for m in listing.data if (m.model_extra or {}).get("state") == "loaded"]
+    assert [m.id for m in loaded] == [model]  # then every other verified local model, as `available`
+    assert {(m.model_extra or {}).get("state") for m in listing.data[1:]} <= {"available"}
+    assert listing.data[0].id == model and loaded[0].model_extra is not None
+    assert loaded[0].model_extra["max_model_len"] == 2048
 
 
 def test_an_unknown_model_is_a_404_naming_the_served_model(gateway: GatewayProcess, client: openai.OpenAI) -> None:
