@@ -9,42 +9,15 @@ is stopped in ``finally``, with its engines.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from llf_inference.settings import InferenceSettings
 
-from tests.support.fake_gateway import ThreadedGateway, fake_engine_settings
+from tests.support.fake_gateway import ThreadedGateway
+from tests.support.gateway_fixtures import MakeSettings, anyio_backend, clean_env, make_settings
 
-MakeSettings = Callable[..., InferenceSettings]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No developer's ~/.llf, keys or URLs leak into a test."""
-    for name in list(os.environ):
-        if name.startswith(("LLF_", "FAKE_")) or name in {"HF_ENDPOINT", "HF_TOKEN", "REDIS_URL"}:
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LLF_HOME", str(tmp_path / "home"))
-    yield
-
-
-@pytest.fixture
-def make_settings(tmp_path: Path) -> MakeSettings:
-    """Settings with fast timings, the fake engine, and MODEL/OTHER pinned to local directories."""
-
-    def make(**overrides: Any) -> InferenceSettings:
-        return fake_engine_settings(tmp_path, **overrides)
-
-    return make
+__all__ = ["MakeSettings", "anyio_backend", "clean_env", "make_settings"]
 
 
 @pytest.fixture
