@@ -145,18 +145,22 @@ def test_a_new_session_spills_to_the_other_replica_when_its_own_is_busy_past_the
             for _ in response.iter_raw():
                 started.append(1)
 
+    def in_flight() -> dict[str, int]:
+        return {r["id"]: r["in_flight"] for r in pair.status()["replicas"]}
+
+    # earlier tests' requests must be over: a leftover one would move the bound
+    wait_for(lambda: not any(in_flight().values()), 120, "the replicas to finish earlier tests' requests")
     spills = decisions(pair, "spill")
     before = served(pair, ids)
-    for _ in range(2):  # two in flight on `busy`, none on `other`: a third is past ceil(1.25 * 3 / 2) = 2
-        streams.append(threading.Thread(target=long_stream))
-        streams[-1].start()
-
-    def both_streaming() -> bool:
-        replicas = {r["id"]: r for r in pair.status()["replicas"]}
-        return replicas[busy]["in_flight"] == 2 and len(started) >= 2
-
     try:
-        wait_for(both_streaming, 120, f"two streams of session {hog} running on {busy}")
+        for count in (1, 2):  # two in flight on `busy`, none on `other`: a third is past ceil(1.25 * 3 / 2) = 2
+            streams.append(threading.Thread(target=long_stream))
+            streams[-1].start()
+            wait_for(
+                lambda n=count: in_flight()[busy] == n and len(started) >= n,
+                120,
+                f"{count} stream(s) of session {hog} running on {busy}; in flight: {in_flight()}",
+            )
         with pair.client(timeout=300) as http:
             assert chat(http, newcomer, [{"role": "user", "content": "hello"}]).status_code == 200
         assert decisions(pair, "spill") == spills + 1
