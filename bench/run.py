@@ -39,6 +39,7 @@ CASES: dict[str, tuple[int, str]] = {
     "coldstart": (8, "Cold start to first token"),
     "dtype": (9, "Engine dtype: float32 vs bfloat16"),
     "routing": (10, "Routing for the prefix cache: gateway vs vllm-router"),
+    "bake": (11, "llf-testing: first start vs baked image"),
 }
 
 
