@@ -41,7 +41,7 @@ def test_the_second_model_is_tensor_parallel_only_with_two_gpus(tmp_path: Path) 
 
 
 def test_the_oversized_model_needs_terabytes_of_kv_cache(tmp_path: Path) -> None:
-    from llf_inference.placement import KvShape
+    from llf_inference.estimate import KvShape
 
     config = json.loads((Path(launch.oversized_model(tmp_path)) / "config.json").read_text())
     shape = KvShape.from_config(config)
