@@ -11,7 +11,8 @@ from llf_common.errors import LLFError
 from llf_inference.checks import InvalidRequest, check_chat, check_completion, check_context, parse_body
 from llf_inference.engine.spec import EngineSpec
 from llf_inference.replica import Replica
-from llf_inference.router import EngineFailed, ModelNotServed, pick
+from llf_inference.router import EngineFailed, ModelNotServed, pick, route
+from llf_inference.routing.affinity import AffinityPolicy
 from llf_inference.settings import InferenceSettings
 from llf_inference.supervisor import Supervisor
 
@@ -155,3 +156,25 @@ async def test_pick_explains_why_nothing_can_answer(make_settings: MakeSettings)
     empty.target = MODEL  # asked for, no replica created yet
     with pytest.raises(LLFError, match="not ready yet"):
         pick(empty, MODEL)
+
+
+async def test_replicas_that_are_not_ready_or_asleep_get_nothing_and_their_sessions_go_to_the_next_on_the_ring(
+    make_settings: MakeSettings,
+) -> None:
+    supervisor = _pool(make_settings(), (MODEL, "ready", 0), (MODEL, "ready", 0), (MODEL, "ready", 0))
+    policy = AffinityPolicy()
+    key = "session:s1"
+    ring = policy.ring(["r0", "r1", "r2"]).walk(key)
+    home, after = (next(r for r in supervisor.replicas if r.id == rid) for rid in ring[:2])
+    assert route(supervisor, MODEL, policy, key).replica is home
+    for state in ("starting", "draining", "restarting", "failed", "stopped"):
+        home.state = state  # type: ignore[assignment]
+        assert route(supervisor, MODEL, policy, key).replica is after, state
+        assert route(supervisor, MODEL, policy, None).replica is not home, state
+        assert route(supervisor, MODEL, policy, key, pinned=home.id).replica is not home, state
+    home.state = "ready"
+
+    supervisor.asleep.add(MODEL)  # its lifecycle wakes it before routing; until then nothing reaches it
+    with pytest.raises(LLFError, match=r"not ready yet \(asleep\)") as caught:
+        route(supervisor, MODEL, policy, key)
+    assert caught.value.status_code == 503

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from llf_inference.engine.spec import EngineSpec
 from llf_inference.routing import make_policy
 from llf_inference.routing.affinity import AffinityPolicy, Ring
 from llf_inference.routing.keys import PREFIX_CHARS, routing_key
 from llf_inference.routing.least import LeastLoaded
 from llf_inference.routing.responses import ResponseMap
+from llf_inference.settings import InferenceSettings
+
+MakeSettings = Callable[..., InferenceSettings]
 
 
 @dataclass
@@ -140,6 +145,32 @@ def test_when_a_replica_dies_only_its_keys_move_and_they_move_to_the_next_on_the
             assert chosen == before[key][0]  # keys of live replicas stay where they were
 
 
+def test_a_key_whose_home_is_gone_moves_to_the_next_live_replica_on_the_ring_and_stays_there() -> None:
+    policy = AffinityPolicy()
+    everyone = slots(0, 0, 0)
+    key = next(k for k in (f"session:{i}" for i in range(100)) if policy.ring(["r0", "r1", "r2"]).walk(k)[0] == "r0")
+    ring = policy.ring(["r0", "r1", "r2"]).walk(key)
+    assert policy.choose(everyone, key).replica.id == "r0"
+    survivors = [s for s in everyone if s.id != "r0"]  # r0 died, drains or sleeps: the router hands over the rest
+    moved = policy.choose(survivors, key)
+    assert (moved.replica.id, moved.decision) == (ring[1], "spill")  # off the replica that held its cache
+    back = policy.choose(everyone, key)  # r0 is back, empty: the conversation stays where its history now is
+    assert (back.replica.id, back.decision) == (ring[1], "affinity_hit")
+
+
+def test_a_spilled_key_whose_new_home_is_gone_goes_back_to_the_first_live_replica_on_its_ring() -> None:
+    policy = AffinityPolicy(load_factor=1.25)
+    idle = slots(0, 0, 0)
+    key = "session:spilled"
+    ring = policy.ring(["r0", "r1", "r2"]).walk(key)
+    by_id = {s.id: s for s in idle}
+    by_id[ring[0]].in_flight = 3  # bound ceil(1.25 * 4 / 3) = 2: the key's own replica is past it
+    assert policy.choose(idle, key).replica.id == ring[1]
+    by_id[ring[0]].in_flight = 0
+    without_new_home = [s for s in idle if s.id != ring[1]]
+    assert policy.choose(without_new_home, key).replica.id == ring[0]
+
+
 def test_the_ring_walk_is_the_same_in_every_process() -> None:
     assert Ring(["a", "b", "c"]).walk("session:x") == Ring(["c", "b", "a"]).walk("session:x")
     assert sorted(Ring(["a", "b", "c"]).walk("k")) == ["a", "b", "c"]
@@ -163,3 +194,12 @@ def test_response_ids_are_remembered_from_replies_and_the_oldest_are_forgotten()
     responses.remember("resp_3", "r0")
     assert responses.replica("resp_1") is None and len(responses) == 2
     assert responses.replica(None) is None
+
+
+def test_engines_keep_their_responses_so_a_previous_response_id_finds_them(make_settings: MakeSettings) -> None:
+    spec = EngineSpec.from_settings(make_settings(), "test/tiny", "/m")
+    assert spec.environment({})["VLLM_ENABLE_RESPONSES_API_STORE"] == "1"  # else vLLM ignores store: every id 404s
+    off = EngineSpec.from_settings(
+        make_settings(engine_env={"VLLM_ENABLE_RESPONSES_API_STORE": "0"}), "test/tiny", "/m"
+    )
+    assert off.environment({})["VLLM_ENABLE_RESPONSES_API_STORE"] == "0"

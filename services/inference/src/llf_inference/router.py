@@ -45,10 +45,10 @@ def route(
 ) -> Choice[Replica]:
     """The policy's choice among the ready replicas of ``model`` (``pinned``, a replica id, first)."""
     name = model if model is not None else supervisor.target
-    ready = [r for r in supervisor.replicas if r.model == name and r.state == "ready"]
+    ready = [r for r in supervisor.replicas if r.model == name and _routable(supervisor, r)]
     if not ready and model is None and supervisor.switching:
         # No model named: while a swap starts the new model, whatever still serves answers.
-        ready = [r for r in supervisor.replicas if r.state == "ready"]
+        ready = [r for r in supervisor.replicas if _routable(supervisor, r)]
     if not ready:
         raise _why_not(supervisor, name)
     if pinned is not None:
@@ -56,6 +56,11 @@ def route(
             if replica.id == pinned:
                 return Choice(replica, "pinned")
     return policy.choose(ready, key)
+
+
+def _routable(supervisor: Supervisor, replica: Replica) -> bool:
+    """Ready and awake: an engine put to sleep keeps its ``ready`` state but cannot answer."""
+    return replica.state == "ready" and replica.model not in supervisor.asleep
 
 
 def _why_not(supervisor: Supervisor, name: str | None) -> LLFError:
@@ -67,7 +72,7 @@ def _why_not(supervisor: Supervisor, name: str | None) -> LLFError:
         if mine and all(r.state == "failed" for r in mine):
             reason = next((r.failure for r in mine if r.failure), None)
             return EngineFailed(f"the engine for {name} failed: {reason}; run `llf serve {name}` to try again")
-        states = sorted({r.state for r in mine}) or ["starting"]
+        states = sorted({"asleep" if r.model in supervisor.asleep else r.state for r in mine}) or ["starting"]
         return Unavailable(f"{name} is not ready yet ({', '.join(states)}); retry shortly", retry_after=retry_after)
     if supervisor.switching:
         return Unavailable(f"switching to {supervisor.target}; retry shortly", retry_after=retry_after)

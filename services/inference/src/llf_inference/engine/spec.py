@@ -57,6 +57,9 @@ class EngineSpec:
         if settings.engine_offline:
             env.setdefault("HF_HUB_OFFLINE", "1")
             env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # vLLM keeps /v1/responses answers (for previous_response_id) only when told to; without it
+        # every follow-up is a 404. Stored answers live until the engine restarts; engine_env can say 0.
+        env.setdefault("VLLM_ENABLE_RESPONSES_API_STORE", "1")
         options = settings.engine_options(model).merged(overrides)
         pooling = options.runner == "pooling" or options.convert not in (None, "auto")
         return cls(
