@@ -32,6 +32,7 @@ from bench import load
 from bench.context import Context
 from bench.procs import ENGINE_PYTHON, VENV_BIN, Proc, free_port, wait_http
 from bench.report import Result, percentile
+from tests.support.router import Router, start_router
 
 MODEL = "bench/routing-tiny"
 CONVERSATIONS = 16
@@ -70,26 +71,23 @@ def start_engines(ctx: Context, model_dir: Path) -> tuple[list[Proc], list[str]]
     return procs, urls
 
 
-def start_front(ctx: Context, system: str, engines: list[str]) -> tuple[Proc | None, str]:
+def start_front(ctx: Context, system: str, engines: list[str]) -> tuple[Proc | Router | None, str]:
     """The system under test in front of the engines: (its process or None, its base URL)."""
     if system == "one_engine":
         return None, engines[0]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = ctx.path("routing") / f"{system}.log"
     if system.startswith("gateway_"):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
         argv = [str(VENV_BIN / "python"), "-m", "bench.attached", "--port", str(port), "--model", MODEL]
         argv += ["--routing", system.removeprefix("gateway_"), "--home", str(ctx.path("routing", system))]
         for engine in engines:
             argv += ["--engine", engine]
         proc = Proc(argv, log)
         wait_http(f"{url}/healthz", proc, timeout=60)
-    else:
-        argv = [str(VENV_BIN / "vllm-router"), "--host", "127.0.0.1", "--port", str(port)]
-        argv += ["--policy", system.removeprefix("router_"), "--worker-urls", *engines]
-        proc = Proc(argv, log)
-        wait_http(f"{url}/v1/models", proc, timeout=120)
-    return proc, url
+        return proc, url
+    router = start_router(engines, system.removeprefix("router_"), log=log, timeout=120)
+    return router, router.url
 
 
 def counters(engines: list[str]) -> dict[str, float]:

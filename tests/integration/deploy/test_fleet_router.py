@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.support.engine import VllmEngine
-from tests.support.net import free_port, wait_for
+from tests.support.router import Router, start_router
 
 MODEL = "llf-test/fleet-tiny"
 KEY = "fleet-test-key"
@@ -64,39 +64,19 @@ def fleet(engine_python: Path, tiny_model_dir: Path, tmp_path_factory: pytest.Te
         )
         for i in range(2)
     ]  # fmt: skip
-    router_log = (workdir / "router.log").open("wb")
-    router: subprocess.Popen[bytes] | None = None
+    router: Router | None = None
     try:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda e: e.start(timeout=600), engines))
-        port = free_port()
-        binary = Path(sys.executable).parent / "vllm-router"
-        router = subprocess.Popen(
-            [str(binary), "--host", "127.0.0.1", "--port", str(port), "--policy", "cache_aware",
-             "--worker-urls", *[f"http://127.0.0.1:{e.port}" for e in engines],
-             "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port()),
-             "--health-check-interval-secs", "2", "--cb-failure-threshold", "1", "--api-key", KEY],
-            stdout=router_log, stderr=subprocess.STDOUT,
+        router = start_router(
+            [f"http://127.0.0.1:{e.port}" for e in engines], "cache_aware",
+            "--health-check-interval-secs", "2", "--cb-failure-threshold", "1", "--api-key", KEY,
+            log=workdir / "router.log",
         )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{url}/readiness", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, 60, "vllm-router's /readiness to answer 200", interval=0.5)
-        yield Fleet(engines, url)
+        yield Fleet(engines, router.url)
     finally:
         if router is not None:
-            router.terminate()
-            try:
-                router.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                router.kill()
-                router.wait(timeout=15)
-        router_log.close()
+            router.stop()
         for engine in engines:
             engine.stop()
 

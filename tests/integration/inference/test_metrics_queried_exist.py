@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -22,8 +19,8 @@ from tests.integration.inference.conftest import API_KEY, ensure_served
 from tests.support.engine import VllmEngine
 from tests.support.gateway import GatewayProcess
 from tests.support.k8s import K8S_DIR
-from tests.support.net import free_port, wait_for
 from tests.support.registry import RegistryStack
+from tests.support.router import running_router
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 _NAME = re.compile(r"(?<![\w:])((?:vllm:|vllm_router_|llf_)[A-Za-z0-9_:]+)")
@@ -54,35 +51,9 @@ def router_scrape(engine_port: int, model: str, workdir: Path) -> str:
     The engine is the session's bare one (no key): a gateway's engine answers only the per-start
     key the gateway keeps to itself, which a test has no business reading out of the engine.
     """
-    beside = Path(sys.executable).parent / "vllm-router"  # the venv's, also when it is not on PATH
-    binary = str(beside) if beside.exists() else shutil.which("vllm-router")
-    assert binary, "vllm-router is not installed (the dev group of pyproject.toml declares it)"
-    port, metrics_port = free_port(), free_port()
-    log = (workdir / "router.log").open("wb")
-    router = subprocess.Popen(
-        [binary, "--host", "127.0.0.1", "--port", str(port), "--worker-urls", f"http://127.0.0.1:{engine_port}",
-         "--policy", "round_robin", "--prometheus-host", "127.0.0.1", "--prometheus-port", str(metrics_port)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/readiness", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, 60, "vllm-router's /readiness to answer 200", interval=0.5)
-        chat(f"http://127.0.0.1:{port}", model, {})
-        return httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-    finally:
-        router.terminate()
-        try:
-            router.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            router.kill()
-            router.wait(timeout=15)
-        log.close()
+    with running_router([f"http://127.0.0.1:{engine_port}"], "round_robin", log=workdir / "router.log") as router:
+        chat(router.url, model, {})
+        return httpx.get(router.metrics_url, timeout=10).text
 
 
 def test_every_metric_the_dashboard_and_keda_query_is_scraped_live(
