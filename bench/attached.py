@@ -20,6 +20,7 @@ from llf_inference.engine.spec import EngineSpec
 from llf_inference.gateway import Gateway
 from llf_inference.replica import Replica
 from llf_inference.settings import InferenceSettings
+from llf_inference.transport import EngineTransport
 
 
 def attached_gateway(settings: InferenceSettings, model: str, engines: list[str], max_model_len: int) -> Gateway:
@@ -30,7 +31,7 @@ def attached_gateway(settings: InferenceSettings, model: str, engines: list[str]
         replica = Replica(f"r{index}", spec, settings)
         replica.client = httpx.AsyncClient(
             base_url=url,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            transport=EngineTransport(),
             timeout=httpx.Timeout(settings.upstream_read_timeout_s, connect=settings.upstream_connect_timeout_s),
         )
         replica.max_model_len = max_model_len

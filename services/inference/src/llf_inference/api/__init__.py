@@ -14,7 +14,9 @@ from fastapi import Depends, Request
 from llf_inference.gateway import Gateway
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    """The app's gateway. ``async`` although it awaits nothing: FastAPI runs a plain ``def``
+    dependency in its thread pool, a thread hand-off on every request of the data plane."""
     gateway: Gateway = request.app.state.gateway
     return gateway
 
