@@ -15,7 +15,9 @@ import time
 import pytest
 from llf_common.errors import LLFError, Unavailable
 from llf_inference.keepalive import UNSET, InvalidKeepAlive, parse_keep_alive, strip_keep_alive
-from llf_inference.lifecycle import DoesNotFit, Lease, Lifecycle, NoRoom, Policy
+from llf_inference.lifecycle import Lease, Lifecycle, Policy
+from llf_inference.placement import DoesNotFit
+from llf_inference.room import NoRoom
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 5.0

@@ -18,7 +18,7 @@ from typing import Any
 
 from llf_common.wire import ModelStatus
 
-from llf_inference.lifecycle import ModelView
+from llf_inference.model_state import ModelView
 from llf_inference.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
