@@ -28,6 +28,7 @@ from llf_inference.engine.process import EngineProcess, free_port
 from llf_inference.engine.spec import EngineSpec
 from llf_inference.metrics import RateMeter
 from llf_inference.settings import InferenceSettings
+from llf_inference.transport import EngineTransport
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ class Replica:
         self.client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}",
             headers={"Authorization": f"Bearer {api_key}"},  # every call: relay, health, pre-flight, metrics, sleep
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            transport=EngineTransport(),  # pooled without httpcore's per-request pool scan (transport.py)
             timeout=httpx.Timeout(
                 self.settings.upstream_read_timeout_s, connect=self.settings.upstream_connect_timeout_s
             ),
