@@ -27,9 +27,11 @@ import json
 import logging
 import os
 import re
+import sys
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_serializer, field_validator
@@ -53,7 +55,21 @@ ECOSYSTEM_ENV: dict[str, tuple[str, ...]] = {
 }
 
 log = logging.getLogger(__name__)
+_S = TypeVar("_S")
 _warned: set[str] = set()
+
+
+def settings_or_exit(program: str, load: Callable[[], _S]) -> _S:
+    """``load()``, or exit 2 with the ``ConfigError`` as one line on stderr: what a program does first.
+
+    The message names the variable or key to fix (``describe_validation_error``); a traceback
+    would only bury it. ``program`` is the command's name, the line's prefix (``llf-models: ...``).
+    """
+    try:
+        return load()
+    except ConfigError as exc:
+        print(f"{program}: {exc.detail}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def default_home() -> Path:

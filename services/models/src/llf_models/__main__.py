@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import sys
-
-from llf_common.errors import ConfigError
 from llf_common.logging import configure_logging
-from llf_common.web import KEEP_ALIVE_S
+from llf_common.serve import serve
+from llf_common.settings import settings_or_exit
 
 
 def main() -> None:
-    from llf_models.settings import get_settings
+    from llf_models.settings import get_settings, quiet_http_logs
 
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        print(f"llf-models: {exc.detail}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = settings_or_exit("llf-models", get_settings)
     configure_logging(settings.log_level, settings.log_format, service="models")
-    from llf_models.settings import quiet_http_logs
-
     quiet_http_logs(settings.log_level)
-
-    import uvicorn
 
     from llf_models.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=False,
-        timeout_keep_alive=KEEP_ALIVE_S,
-        timeout_graceful_shutdown=5,
-    )
+    serve(create_app, settings)
 
 
 if __name__ == "__main__":

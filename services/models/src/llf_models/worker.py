@@ -37,15 +37,14 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from llf_common.errors import ConfigError
 from llf_common.logging import configure_logging
+from llf_common.settings import settings_or_exit
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
@@ -336,11 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--name", help="worker name (default: random)")
     args = parser.parse_args(argv)
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        print(f"llf-models-worker: {exc.detail}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = settings_or_exit("llf-models-worker", get_settings)
     configure_logging(settings.log_level, settings.log_format, service="models-worker")
     quiet_http_logs(settings.log_level)
     settings.models_path.mkdir(parents=True, exist_ok=True)

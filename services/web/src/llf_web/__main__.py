@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import sys
-
-from llf_common.errors import ConfigError
 from llf_common.logging import configure_logging
-from llf_common.web import KEEP_ALIVE_S
+from llf_common.serve import serve
+from llf_common.settings import settings_or_exit
 
 
 def main() -> None:
     from llf_web.settings import WebSettings
 
-    try:
-        settings = WebSettings.load()
-    except ConfigError as exc:
-        print(f"llf-web: {exc.detail}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = settings_or_exit("llf-web", WebSettings.load)
     configure_logging(settings.log_level, settings.log_format, service="web")
-
-    import uvicorn
 
     from llf_web.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=False,
-        timeout_keep_alive=KEEP_ALIVE_S,
-        timeout_graceful_shutdown=5,
-    )
+    serve(create_app, settings)
 
 
 if __name__ == "__main__":
