@@ -10,10 +10,15 @@ what is under test is the gateway, not vLLM.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.hub import HubStandIn
@@ -74,3 +79,62 @@ def registry_process(tmp_path: Path, redis_url: str, fresh_hub: HubStandIn) -> I
 
 def unreachable_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
+
+
+# ---------------------------------------------------------------- pulls held mid-download, disks that fill
+def unique(prefix: str) -> str:
+    """A repo id no other test (or earlier run on the session's Redis) has used."""
+    return f"llf-hardening/{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def pull(stack: RegistryStack, repo: str) -> dict[str, Any]:
+    """``POST /v1/pulls``, accepted (202) or answered at once (200)."""
+    answer = httpx.post(f"{stack.url}/v1/pulls", json={"repo": repo}, timeout=30)
+    assert answer.status_code in (200, 202), answer.text
+    return dict(answer.json())
+
+
+def start_held_pull(stack: RegistryStack, hub: HubStandIn, repo: str, *, workers: int = 1) -> str:
+    """Start the registry (API + ``workers`` workers) and a pull of ``repo``; its job id once the hub holds it.
+
+    The test has told the hub to ``hold(repo, "weights.bin", ...)``: the job is mid-download,
+    and stays there, while the test brings its fault.
+    """
+    stack.start_api()
+    for _ in range(workers):
+        stack.start_worker()
+    job_id = str(pull(stack, repo)["job_id"])
+    hub.wait_until_held(repo, "weights.bin", timeout=30)
+    return job_id
+
+
+Tmpfs = Callable[[int], Path]
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Tmpfs]:
+    """``tmpfs(mib)``: a tmpfs of that size (a model store that fills up), unmounted at the end.
+
+    Root only: this suite runs as root in CI; elsewhere the test is skipped.
+    """
+    mounted: list[Path] = []
+
+    def mount(mib: int) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        mountpoint = tmp_path / (f"small-disk-{len(mounted)}" if mounted else "small-disk")
+        mountpoint.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(mountpoint)], check=True)
+        mounted.append(mountpoint)
+        return mountpoint
+
+    try:
+        yield mount
+    finally:
+        for mountpoint in mounted:
+            for _ in range(20):
+                if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.25)
+            else:
+                subprocess.run(["umount", "-l", str(mountpoint)], check=False)

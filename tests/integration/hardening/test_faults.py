@@ -10,11 +10,7 @@ filling up *during* a pull (a 5 MiB tmpfs as the model store).
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,22 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.hardening.conftest import Tmpfs, pull, start_held_pull, unique
 from tests.support.hub import HubStandIn
 from tests.support.net import wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.registry import RegistryStack, wait_job
 
 MIB = 1 << 20
-
-
-def unique(prefix: str) -> str:
-    return f"llf-hardening/{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def pull(stack: RegistryStack, repo: str) -> dict[str, Any]:
-    answer = httpx.post(f"{stack.url}/v1/pulls", json={"repo": repo}, timeout=30)
-    assert answer.status_code in (200, 202), answer.text
-    return dict(answer.json())
 
 
 def progress(stack: RegistryStack, job_id: str) -> dict[str, Any]:
@@ -61,10 +48,7 @@ def test_sigkill_of_the_registry_api_mid_request_loses_no_job_and_hangs_no_clien
     fresh_hub.hold(repo, "weights.bin", after_bytes=MIB)  # the job is mid-download until released
     repo_bytes = sum(meta.size for meta in fresh_hub.files(repo).values())
     with RegistryStack(tmp_path / "r", redis_url=redis_url, hf_endpoint=str(fresh_hub.url)) as stack:
-        stack.start_api()
-        stack.start_worker()
-        job_id = pull(stack, repo)["job_id"]
-        fresh_hub.wait_until_held(repo, "weights.bin", timeout=30)
+        job_id = start_held_pull(stack, fresh_hub, repo)
         old_url = stack.url
 
         def hammer(i: int) -> str:
@@ -114,10 +98,7 @@ def crash_redis_under_a_pull(
         hub.add_tiny_model(repo, seed=20 + index)
     hub.add_large_file(repos[0], "weights.bin", 4 * MIB)
     hub.hold(repos[0], "weights.bin", after_bytes=MIB)  # running through the whole outage
-    stack.start_api()
-    stack.start_worker()
-    first = pull(stack, repos[0])["job_id"]
-    hub.wait_until_held(repos[0], "weights.bin", timeout=30)
+    first = start_held_pull(stack, hub, repos[0])
     jobs = [first, *(pull(stack, repo)["job_id"] for repo in repos[1:])]
     assert all(progress(stack, j)["state"] == "queued" for j in jobs[1:])
     redis_server.kill()  # a crash: only what the AOF already holds survives
@@ -162,22 +143,9 @@ def test_the_worker_rides_out_a_one_second_redis_crash(
 
 # ---------------------------------------------------------------- disk full mid-pull
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 5 MiB tmpfs to use as the model store (root only: this suite runs as root in CI)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mountpoint = tmp_path / "small-disk"
-    mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mountpoint)], check=True)
-    try:
-        yield mountpoint
-    finally:
-        for _ in range(20):
-            if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.25)
-        else:
-            subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+def small_disk(tmpfs: Tmpfs) -> Path:
+    """A 5 MiB tmpfs to use as the model store."""
+    return tmpfs(5)
 
 
 def fill(directory: Path) -> Path:
@@ -200,10 +168,7 @@ def test_disk_full_during_a_pull_fails_it_clearly_and_lists_nothing_half_written
     models_dir = small_disk / "models"
     with RegistryStack(tmp_path / "r", redis_url=redis_url, hf_endpoint=str(fresh_hub.url),
                        models_dir=models_dir) as stack:  # fmt: skip
-        stack.start_api()
-        stack.start_worker()
-        job_id = pull(stack, repo)["job_id"]
-        fresh_hub.wait_until_held(repo, "weights.bin", timeout=30)
+        job_id = start_held_pull(stack, fresh_hub, repo)
         filler = fill(small_disk)  # someone else fills the disk while we download
         fresh_hub.release(repo, "weights.bin")
 

@@ -6,11 +6,6 @@ running (and holding the repo lock) while another job or an ``rm`` arrives.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +13,13 @@ import httpx
 import pytest
 from redis import Redis
 
+from tests.integration.hardening.conftest import Tmpfs, pull, start_held_pull, unique
 from tests.integration.models.helpers import sha256_of
 from tests.support.hub import HubStandIn
 from tests.support.net import wait_for
 from tests.support.registry import RegistryStack, wait_job
 
 MIB = 1 << 20
-
-
-def unique(prefix: str) -> str:
-    return f"llf-hardening/{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def pull(stack: RegistryStack, repo: str) -> dict[str, Any]:
-    answer = httpx.post(f"{stack.url}/v1/pulls", json={"repo": repo}, timeout=30)
-    assert answer.status_code in (200, 202), answer.text
-    return dict(answer.json())
 
 
 def job(stack: RegistryStack, job_id: str) -> dict[str, Any]:
@@ -115,22 +101,9 @@ def test_rm_refuses_while_a_dead_workers_pull_waits_to_be_requeued_and_force_can
 
 # ---------------------------------------------------------------- disk space of concurrent pulls
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MiB tmpfs as the model store (root only: this suite runs as root in CI)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mountpoint = tmp_path / "small-disk"
-    mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mountpoint)], check=True)
-    try:
-        yield mountpoint
-    finally:
-        for _ in range(20):
-            if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.25)
-        else:
-            subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+def small_disk(tmpfs: Tmpfs) -> Path:
+    """An 8 MiB tmpfs as the model store."""
+    return tmpfs(8)
 
 
 def test_two_pulls_that_fit_one_at_a_time_do_not_both_start_filling_the_disk(
@@ -143,11 +116,7 @@ def test_two_pulls_that_fit_one_at_a_time_do_not_both_start_filling_the_disk(
     models_dir = small_disk / "models"
     with RegistryStack(tmp_path / "r", redis_url=redis_url, hf_endpoint=str(fresh_hub.url),
                        models_dir=models_dir) as stack:  # fmt: skip
-        stack.start_api()
-        stack.start_worker()
-        stack.start_worker()
-        running = pull(stack, first)["job_id"]
-        fresh_hub.wait_until_held(first, "weights.bin", timeout=30)
+        running = start_held_pull(stack, fresh_hub, first, workers=2)
 
         refused = wait_job(stack.url, pull(stack, second)["job_id"], timeout=60)
         assert refused["state"] == "failed", refused
