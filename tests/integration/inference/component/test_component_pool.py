@@ -32,6 +32,20 @@ def spec(settings: InferenceSettings, model: str = MODEL) -> EngineSpec:
     return EngineSpec.from_settings(settings, model, settings.model_paths[model])
 
 
+def with_engine_env(settings: InferenceSettings, **env: str) -> InferenceSettings:
+    """``settings`` whose engines start with ``env`` (the fake engine's ``FAKE_*`` misbehaviour)."""
+    return InferenceSettings(**{**settings.model_dump(), "engine_env": env})
+
+
+async def serving_then_switching(make_settings: MakeSettings, new_supervisor: NewSupervisor) -> Supervisor:
+    """A start-then-switch pool serving MODEL, ready: the old model a switch keeps serving."""
+    settings = make_settings(swap_strategy="start-then-switch")
+    supervisor = new_supervisor(settings)
+    await supervisor.serve(spec(settings))
+    await supervisor.wait(20)
+    return supervisor
+
+
 @pytest.fixture
 async def new_replica() -> AsyncIterator[NewReplica]:
     """``new_replica(settings, on_restart=None)``: replica ``r0`` of MODEL; every one made is stopped at the end."""
@@ -233,11 +247,8 @@ async def test_supervisor_serves_then_swaps_stop_then_start(
 async def test_supervisor_start_then_switch_keeps_the_old_model_until_the_new_one_is_ready(
     make_settings: MakeSettings, new_supervisor: NewSupervisor
 ) -> None:
-    settings = make_settings(swap_strategy="start-then-switch")
-    supervisor = new_supervisor(settings)
-    await supervisor.serve(spec(settings))
-    await supervisor.wait(20)
-    slow = InferenceSettings(**{**settings.model_dump(), "engine_env": {"FAKE_START_DELAY": "0.5"}})
+    supervisor = await serving_then_switching(make_settings, new_supervisor)
+    slow = with_engine_env(supervisor.settings, FAKE_START_DELAY="0.5")
     await supervisor.serve(spec(slow, OTHER))
     await async_wait_for(lambda: any(r.model == OTHER for r in supervisor.replicas), 5, "the new model's replica")
     assert supervisor.served_models() == [MODEL]  # still serving while the new engine starts
@@ -251,11 +262,8 @@ async def test_supervisor_start_then_switch_keeps_the_old_model_until_the_new_on
 async def test_start_then_switch_keeps_serving_the_old_model_when_the_new_one_fails(
     make_settings: MakeSettings, new_supervisor: NewSupervisor
 ) -> None:
-    settings = make_settings(swap_strategy="start-then-switch")
-    supervisor = new_supervisor(settings)
-    await supervisor.serve(spec(settings))
-    await supervisor.wait(20)
-    broken = InferenceSettings(**{**settings.model_dump(), "engine_env": {"FAKE_FAIL": "SafetensorError: bad"}})
+    supervisor = await serving_then_switching(make_settings, new_supervisor)
+    broken = with_engine_env(supervisor.settings, FAKE_FAIL="SafetensorError: bad")
     await supervisor.serve(spec(broken, OTHER))
     status = await supervisor.wait(20)
     assert status.models == [MODEL] and status.target == MODEL and status.state == "ready"
@@ -267,7 +275,7 @@ async def test_a_new_serve_cancels_a_swap_in_progress(
     make_settings: MakeSettings, new_supervisor: NewSupervisor
 ) -> None:
     settings = make_settings()
-    slow = InferenceSettings(**{**settings.model_dump(), "engine_env": {"FAKE_START_DELAY": "30"}})
+    slow = with_engine_env(settings, FAKE_START_DELAY="30")
     supervisor = new_supervisor(settings)
     await supervisor.serve(spec(slow))
     starting = await async_wait_for(
