@@ -3,7 +3,10 @@
 Why: the relay benchmark (#2) must measure the gateway's own cost per chunk, which a real
 engine (a few hundred tokens/s on CPU) could never expose. This is a bare ASGI app (no
 framework) with pre-encoded chunks, so it is as cheap as an upstream can be; each chunk is one
-``http.response.body`` message, like vLLM's streaming, unless ``--batch`` groups them.
+``http.response.body`` message, like vLLM's streaming, unless ``--batch`` groups them. That is
+why it is not the test suite's fake engine (``tests/support/fake_engine.py``, which encodes
+every token and watches for disconnects, so it would measure itself); the ASGI plumbing around
+the stream (lifespan, request body, whole responses) is that engine's.
 
 It answers what a gateway may ask an engine: ``POST /v1/chat/completions`` and
 ``/v1/completions`` (``max_tokens`` = number of chunks, streamed when ``stream`` is true),
@@ -24,6 +27,8 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from tests.support.fake_engine import lifespan, read_body, respond
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -74,28 +79,23 @@ class Upstream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
+            return
         path, method = scope["path"], scope["method"]
         if method == "GET" and path in ("/health", "/healthz", "/ping"):
-            await _respond(send, 200, b"{}")
+            await respond(send, 200, b"{}")
         elif method == "GET" and path == "/v1/models":
-            await _respond(send, 200, self.models_body)
+            await respond(send, 200, self.models_body)
         elif method == "GET" and path == "/version":
-            await _respond(send, 200, b'{"version":"bench-upstream"}')
+            await respond(send, 200, b'{"version":"bench-upstream"}')
         elif method == "GET" and path == "/metrics":
-            await _respond(send, 200, b"", content_type=b"text/plain; version=0.0.4")
+            await respond(send, 200, b"", content_type=b"text/plain; version=0.0.4")
         elif method == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
             request = await _read_json(receive)
             kind = "chat" if path.endswith("chat/completions") else "text"
             await self._complete(send, request, kind)
         else:
-            await _respond(send, 404, b'{"detail":"not found"}')
+            await respond(send, 404, b'{"detail":"not found"}')
 
     async def _complete(self, send: Send, request: dict[str, Any], kind: str) -> None:
         count = request.get("max_tokens") or request.get("max_completion_tokens") or DEFAULT_CHUNKS
@@ -108,7 +108,7 @@ class Upstream:
             usage = {"prompt_tokens": 1, "completion_tokens": count, "total_tokens": count + 1}
             body = {"id": "bench", "object": "chat.completion", "created": 0, "model": self.model,
                     "choices": [choice], "usage": usage}
-            await _respond(send, 200, json.dumps(body).encode())
+            await respond(send, 200, json.dumps(body).encode())
             return
         await send(
             {
@@ -131,22 +131,11 @@ class Upstream:
 
 
 async def _read_json(receive: Receive) -> dict[str, Any]:
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
     try:
-        data = json.loads(body or b"{}")
+        data = json.loads(await read_body(receive) or b"{}")
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def main(argv: list[str] | None = None) -> None:

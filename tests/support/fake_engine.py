@@ -75,51 +75,36 @@ class FakeEngine:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
+            return
         path, method = scope["path"], scope["method"]
         refused = self.authorization and dict(scope["headers"]).get(b"authorization") != self.authorization
         if path != "/health" and refused:
-            await _respond(send, 401, json.dumps({"error": "Unauthorized"}).encode())
+            await respond(send, 401, json.dumps({"error": "Unauthorized"}).encode())
         elif path == "/health":
             sick = self.unhealthy_after is not None and time.monotonic() - self.started > self.unhealthy_after
-            await _respond(send, 500 if sick else 200, b"")
+            await respond(send, 500 if sick else 200, b"")
         elif path == "/v1/models":
             data = [{"id": self.model, "object": "model", "max_model_len": self.max_model_len}]
-            await _respond(send, 200, json.dumps({"object": "list", "data": data}).encode())
+            await respond(send, 200, json.dumps({"object": "list", "data": data}).encode())
         elif path == "/metrics":
-            await _respond(send, 200, b"vllm:fake_metric 1.0\n", b"text/plain; version=0.0.4")
+            await respond(send, 200, b"vllm:fake_metric 1.0\n", b"text/plain; version=0.0.4")
         elif method == "POST" and path in ("/sleep", "/wake_up"):
             self.sleeping = path == "/sleep"
             _event(path.lstrip("/"))
-            await _respond(send, 200, json.dumps({"status": "sleeping" if self.sleeping else "awake"}).encode())
+            await respond(send, 200, json.dumps({"status": "sleeping" if self.sleeping else "awake"}).encode())
         elif path == "/is_sleeping":
-            await _respond(send, 200, json.dumps({"is_sleeping": self.sleeping}).encode())
+            await respond(send, 200, json.dumps({"is_sleeping": self.sleeping}).encode())
         elif method == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
+            body = await read_body(receive)
             await self.complete(json.loads(body), path.endswith("chat/completions"), receive, send)
         elif method == "POST" and path in EXTRAS:
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
+            body = await read_body(receive)
             content_type = dict(scope["headers"]).get(b"content-type", b"").decode()
             status, answer = self.extra(path, body, content_type)
-            await _respond(send, status, json.dumps(answer).encode())
+            await respond(send, status, json.dumps(answer).encode())
         else:
-            await _respond(send, 404, b'{"detail": "not found"}')
+            await respond(send, 404, b'{"detail": "not found"}')
 
     def extra(self, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
         """The answer to one of ``EXTRAS``: a multipart upload's size, or vLLM's JSON shapes."""
@@ -143,11 +128,11 @@ class FakeEngine:
             print(dying_words.replace("\\n", "\n"), flush=True)
             os._exit(1)
         if self.sleeping:
-            await _respond(send, 503, b'{"error": {"message": "the engine is asleep", "code": 503}}')
+            await respond(send, 503, b'{"error": {"message": "the engine is asleep", "code": 503}}')
             return
         if request.get("model") not in (None, self.model):
             message = {"error": {"message": f"The model `{request.get('model')}` does not exist.", "code": 404}}
-            await _respond(send, 404, json.dumps(message).encode())
+            await respond(send, 404, json.dumps(message).encode())
             return
         count = int(request.get("max_tokens") or 16)
         if not request.get("stream"):
@@ -155,7 +140,7 @@ class FakeEngine:
             text = " tok" * count
             choice = {"index": 0, "message": {"role": "assistant", "content": text}} if chat else {"text": text}
             usage = {"prompt_tokens": 1, "completion_tokens": count, "total_tokens": count + 1}
-            await _respond(send, 200, json.dumps({"model": self.model, "choices": [choice], "usage": usage}).encode())
+            await respond(send, 200, json.dumps({"model": self.model, "choices": [choice], "usage": usage}).encode())
             return
         gone = asyncio.Event()
 
@@ -219,7 +204,30 @@ def _extra_answer(model: str, path: str, request: dict[str, Any], count: int) ->
     return {"id": f"resp_{count}", "object": "response", "model": model, "status": "completed", "output": []}
 
 
-async def _respond(send: Any, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
+# The bare ASGI plumbing of a fake engine; bench.upstream (the relay benchmark's upstream) uses it too.
+async def lifespan(receive: Any, send: Any) -> None:
+    """Answer ASGI lifespan messages until shutdown: an engine has nothing to start or stop."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole request body, however many messages it came in."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def respond(send: Any, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
+    """One whole response: status, content type, body."""
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
     await send({"type": "http.response.body", "body": body})
 
