@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from llf_inference.allocation import Placement
 from llf_inference.device_status import device_statuses
 from llf_inference.devices import GIB, CpuDevice, GpuDevice, Inventory
-from llf_inference.placement import Placement
 
 CPU = CpuDevice((0, 1), 32 * GIB, 30 * GIB)
 

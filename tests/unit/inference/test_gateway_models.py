@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+from llf_inference.allocation import Placement
 from llf_inference.app import create_app
 from llf_inference.devices import GIB, CpuDevice, GpuDevice, Inventory
 from llf_inference.engine.spec import EngineSpec
 from llf_inference.gateway import Gateway
-from llf_inference.placement import Placement
 from llf_inference.registry import ModelInfo
 from llf_inference.replica import Replica
 from llf_inference.settings import InferenceSettings

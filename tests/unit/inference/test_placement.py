@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import pytest
 from llf_common.errors import BadRequest, LLFError
+from llf_inference.allocation import Allocation, Placement, baseline, core_ranges
 from llf_inference.devices import GIB, CpuDevice, Inventory, discover
 from llf_inference.estimate import MemoryEstimate
-from llf_inference.placement import (
-    Allocation,
-    DoesNotFit,
-    Placement,
-    PlacementRequest,
-    baseline,
-    core_ranges,
-    gib,
-    place,
-)
+from llf_inference.placement import DoesNotFit, PlacementRequest, gib, place
 
 from tests.support.nvml import FakeNvml
 

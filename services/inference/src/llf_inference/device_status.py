@@ -10,8 +10,8 @@ from collections.abc import Iterable
 
 from llf_common.wire import DeviceStatus
 
+from llf_inference.allocation import Placement
 from llf_inference.devices import Inventory
-from llf_inference.placement import Placement
 
 
 def device_statuses(inventory: Inventory, held: Iterable[Placement]) -> list[DeviceStatus]:
