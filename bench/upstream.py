@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--uds", help="listen on this Unix socket instead of host:port (like vLLM)")
     parser.add_argument("--model", default="bench/upstream", help="a path or a name (like vLLM)")
     parser.add_argument("--served-model-name", default=None, help="the name clients use (like vLLM)")
     parser.add_argument(
@@ -159,10 +160,12 @@ def main(argv: list[str] | None = None) -> None:
         help="the context length it reports, and the most chunks one answer has",
     )
     args, _ignored = parser.parse_known_args(argv)
+    if (args.port is None) == (args.uds is None):
+        parser.error("give --port or --uds")
+    where: dict[str, Any] = {"uds": args.uds} if args.uds else {"host": args.host, "port": args.port}
     uvicorn.run(
         Upstream(args.served_model_name or args.model, args.batch, args.max_len),
-        host=args.host,
-        port=args.port,
+        **where,
         loop="uvloop",
         http="httptools",
         access_log=False,

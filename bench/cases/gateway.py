@@ -51,6 +51,8 @@ def start(ctx: Context) -> tuple[Proc, str, int, str]:
         "LLF_INFERENCE_HOST": "127.0.0.1",
         "LLF_INFERENCE_PORT": str(port),
         "LLF_INFERENCE_MODEL_PATHS": json.dumps({MODEL: str(Path(model_dir))}),
+        # The engine on a loopback port, not the default private socket: "direct" (and vllm-router) reach it.
+        "LLF_INFERENCE_ENGINE_LISTEN": "tcp",
         "LLF_LOG_LEVEL": "WARNING",
         "VLLM_CPU_KVCACHE_SPACE": "1",
     }

@@ -39,6 +39,8 @@ def start_gateway(ctx: Context) -> tuple[Proc, str, int, int]:
         "LLF_INFERENCE_PORT": str(port),
         "LLF_INFERENCE_ENGINE_COMMAND": json.dumps([sys.executable, "-m", "bench.upstream"]),
         "LLF_INFERENCE_MODEL_PATHS": json.dumps({MODEL: str(model_dir)}),
+        # The upstream on a loopback port, not the default private socket: "direct" reaches it.
+        "LLF_INFERENCE_ENGINE_LISTEN": "tcp",
         "LLF_BENCH_UPSTREAM_BATCH": str(UPSTREAM_BATCH),
         "LLF_LOG_LEVEL": "WARNING",
         "LLF_CONFIG": str(ctx.path("relay") / "no-config.json"),

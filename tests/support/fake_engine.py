@@ -7,11 +7,12 @@ engine command, so the supervisor's real process handling (process groups, log c
 crash detection, restart) runs in under a second per engine instead of ~25 s with vLLM.
 It imports nothing from the repository, so it runs from its path with any interpreter.
 
-As a process it takes the engine's command line (``--model``, ``--served-model-name``, ``--port``, the
-rest ignored) and speaks the few routes the gateway uses: ``/health``, ``/v1/models``,
-``/metrics``, ``/v1/chat/completions`` and ``/v1/completions`` (streamed or not, one SSE
-event per token like vLLM), and sleep mode's ``/sleep``, ``/wake_up`` and ``/is_sleeping``
-(asleep, it refuses completions), plus the model-addressed extras the gateway relays as they are:
+As a process it takes the engine's command line (``--model``, ``--served-model-name``, and
+``--port`` or ``--uds``: the gateway's engines listen on a Unix socket by default; the rest
+ignored) and speaks the few routes the gateway uses: ``/health``, ``/v1/models``, ``/metrics``,
+``/v1/chat/completions`` and ``/v1/completions`` (streamed or not, one SSE event per token like
+vLLM), and sleep mode's ``/sleep``, ``/wake_up`` and ``/is_sleeping`` (asleep, it refuses
+completions), plus the model-addressed extras the gateway relays as they are:
 ``/v1/embeddings``, ``/v1/rerank`` (and ``/rerank``), ``/v1/score``, ``/tokenize``,
 ``/detokenize``, ``/v1/responses`` (ids ``resp_<n>``) and the multipart ``/v1/audio/*``
 (answering with the upload's size); any other path is a 404, as vLLM's would be.
@@ -237,9 +238,12 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--served-model-name")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--uds", help="listen on this Unix socket instead of host:port (like vLLM)")
     parser.add_argument("--max-model-len", type=int, default=256)
     args, _ = parser.parse_known_args()
+    if (args.port is None) == (args.uds is None):
+        parser.error("give --port or --uds")
     print(f"fake engine argv={sys.argv[1:]} kvcache={os.environ.get('VLLM_CPU_KVCACHE_SPACE')}", flush=True)
     _event("start " + " ".join(sys.argv[1:]))
     if os.environ.get("FAKE_STUBBORN_CHILD") and os.fork() == 0:
@@ -259,7 +263,8 @@ def main() -> None:
     import uvicorn
 
     engine = FakeEngine(args.served_model_name or args.model, args.max_model_len)
-    uvicorn.run(engine, host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="on")
+    where = {"uds": args.uds} if args.uds else {"host": args.host, "port": args.port}
+    uvicorn.run(engine, **where, log_level="warning", access_log=False, lifespan="on")
 
 
 if __name__ == "__main__":

@@ -241,6 +241,27 @@ class GatewayProcess:
                 self.engine_groups.update(self.engine_pids())
 
 
+def engine_socket(pid: int) -> Path | None:
+    """The Unix socket an engine listens on (its ``--uds``), or ``None`` for an engine on a port."""
+    argv = psutil.Process(pid).cmdline()
+    return Path(argv[argv.index("--uds") + 1]) if "--uds" in argv else None
+
+
+def tcp_listeners(pgid: int) -> list[str]:
+    """``pid name address`` of every TCP socket listening in a process group (an engine's: its API
+    server, EngineCore and workers), read from each process's own descriptors."""
+    found = []
+    for pid in psutil.pids():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(pid) != pgid:
+                continue
+            proc = psutil.Process(pid)
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    found.append(f"{pid} {proc.name()} {conn.laddr.ip}:{conn.laddr.port}")
+    return found
+
+
 def engine_processes() -> list[psutil.Process]:
     """Every vLLM engine process on the machine (other tests' and other users' too: filter them)."""
     found = []

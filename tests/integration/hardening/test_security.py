@@ -4,7 +4,8 @@ The leak test runs both services as real processes with ``LLF_API_KEY`` and ``HF
 drives them through successes *and* failures (wrong keys, a gated repo the token does not
 open, bad requests, a served engine), then greps everything an operator or a client could
 see: every log file, every Redis key (job meta included), every response body, the status
-and metrics pages, and the engine's environment.
+and metrics pages, and the engine's environment. On the way it checks that the engine the gateway
+started listens on a socket in a 0700 directory of the gateway's user and on no TCP port.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import os
+import stat
 import textwrap
 import uuid
 from pathlib import Path
@@ -30,7 +33,7 @@ from tests.integration.hardening.conftest import (
     upstream_command,
     upstream_model_dir,
 )
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, engine_socket, tcp_listeners
 from tests.support.hub import HubStandIn
 from tests.support.registry import RegistryStack, wait_job
 
@@ -120,6 +123,12 @@ def test_no_secret_appears_in_logs_job_meta_redis_errors_or_the_engine_environme
             seen += [a.text for a in answers]
             engines = [p for pid in gateway.engine_pids() for p in [psutil.Process(pid)]]
             assert engines, "the gateway started no engine"
+            for engine in engines:  # no side door: a private socket, no TCP port (engine/address.py)
+                socket = engine_socket(engine.pid)
+                assert socket is not None and stat.S_ISSOCK(socket.stat().st_mode), engine.cmdline()
+                assert stat.S_IMODE(socket.parent.stat().st_mode) == 0o700
+                assert socket.parent.stat().st_uid == os.getuid()
+                assert tcp_listeners(os.getpgid(engine.pid)) == []
             engine_env = "\n".join(f"{k}={v}" for e in engines for k, v in e.environ().items())
     finally:
         gateway.kill()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import httpx
 import openai
@@ -10,7 +12,7 @@ import psutil
 import pytest
 
 from tests.integration.inference.conftest import API_KEY, ensure_served
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, engine_socket, tcp_listeners
 
 
 @pytest.fixture
@@ -105,23 +107,43 @@ def test_the_api_key_is_enforced_but_health_is_open(gateway: GatewayProcess) -> 
     assert httpx.get(f"{gateway.url}/readyz").json()["status"] == "ready"
 
 
-def test_the_engine_port_refuses_a_caller_without_the_gateways_key(
+def test_the_engine_has_no_port_and_its_socket_is_for_the_gateways_user_alone(
     gateway: GatewayProcess, client: openai.OpenAI
 ) -> None:
-    """vLLM listens on 127.0.0.1 where any local user reaches it: only the gateway has its key."""
+    """vLLM checks its key only on /v1, /v2, /inference and /cohere: on a TCP port, /invocations,
+    /tokenize or /metrics would answer any local user. So the engine listens on a Unix socket in a
+    fresh directory that only the gateway's user may enter (0700), and on no TCP port at all."""
     model = ensure_served(gateway)
-    [replica] = gateway.status()["replicas"]
-    engine = f"http://127.0.0.1:{replica['port']}"
+    [replica] = [r for r in gateway.status()["replicas"] if r["model"] == model and r["state"] == "ready"]
+    assert replica["port"] is None
+    socket = engine_socket(replica["pid"])
+    assert socket is not None, psutil.Process(replica["pid"]).cmdline()
+    cmdline = psutil.Process(replica["pid"]).cmdline()
+    assert "--port" not in cmdline and "--host" not in cmdline
+    assert "--api-key" not in " ".join(cmdline)  # the key travels in the environment, not a visible argv
+    assert len(os.fsencode(socket)) <= 107 and stat.S_ISSOCK(socket.stat().st_mode)
+    directory = socket.parent.stat()
+    assert stat.S_IMODE(directory.st_mode) == 0o700 and directory.st_uid == os.getuid() == gateway_uid(gateway)
+    assert list(socket.parent.iterdir()) == [socket]
+    # No TCP port in the whole engine (API server, EngineCore, workers): nothing for another user to try.
+    assert tcp_listeners(os.getpgid(replica["pid"])) == []
+
     chat = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    assert httpx.get(f"{engine}/v1/models", timeout=30).status_code == 401
-    assert httpx.post(f"{engine}/v1/chat/completions", json=chat, timeout=30).status_code == 401
-    guessed = {"Authorization": f"Bearer {API_KEY}"}  # the gateway's own key is not the engine's
-    assert httpx.get(f"{engine}/v1/models", headers=guessed, timeout=30).status_code == 401
-    assert httpx.get(f"{engine}/health", timeout=30).status_code == 200  # vLLM leaves /health open
-    cmdline = " ".join(psutil.Process(replica["pid"]).cmdline())
-    assert "--api-key" not in cmdline  # the key travels in the environment, not a visible argv
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)), base_url="http://engine", timeout=60) as engine:
+        # The per-start key still guards vLLM's OpenAI routes, even for the socket's owner.
+        assert engine.get("/v1/models").status_code == 401
+        assert engine.post("/v1/chat/completions", json=chat).status_code == 401
+        guessed = {"Authorization": f"Bearer {API_KEY}"}  # the gateway's own key is not the engine's
+        assert engine.get("/v1/models", headers=guessed).status_code == 401
+        # What the key does not guard: only whoever can enter the 0700 directory gets this far.
+        invocation = engine.post("/invocations", json=chat)
+        assert invocation.status_code == 200, invocation.text
     answer = client.chat.completions.create(model=model, messages=chat["messages"], max_tokens=2)
     assert answer.choices[0].message.content is not None
+
+
+def gateway_uid(gateway: GatewayProcess) -> int:
+    return psutil.Process(gateway.pid).uids().real
 
 
 def test_serve_answers_404_for_a_model_the_registry_does_not_have(gateway: GatewayProcess) -> None:

@@ -1,7 +1,8 @@
 """Each engine start gets a random key that only the gateway knows.
 
-vLLM's port is on 127.0.0.1 and any local user can reach it; with ``VLLM_API_KEY`` set, its
-OpenAI routes answer 401 to a caller without the key. The key goes through the engine's
+The engine listens on a socket only the gateway's user can open (``test_engine_address.py``);
+the key is the second lock: with ``VLLM_API_KEY`` set, vLLM's OpenAI routes answer 401 to a
+caller without it, should the engine ever be reachable (``engine_listen = "tcp"``). The key goes through the engine's
 environment (readable only by its owner), never its argv (visible in ``ps``), and the
 replica's client sends it on every call. No process is started here: ``subprocess.Popen`` and
 the engine process are stand-ins.
@@ -65,9 +66,11 @@ class ExitedProcess:
     """An engine that is gone as soon as it started: the replica's first start ends at once."""
 
     keys: list[str | None] = []
+    addresses: list[Any] = []
 
-    def __init__(self, *args: Any, api_key: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, spec: Any, address: Any, *, api_key: str | None = None, **kwargs: Any) -> None:
         ExitedProcess.keys.append(api_key)
+        ExitedProcess.addresses.append(address)
         self.pid = FAKE_PID
         self.alive = False
         self.popen = SimpleNamespace(poll=lambda: 1, returncode=1)
@@ -79,16 +82,20 @@ class ExitedProcess:
 async def test_every_start_gets_a_new_key_and_the_client_sends_it(
     make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ExitedProcess.keys = []
+    ExitedProcess.keys, ExitedProcess.addresses = [], []
     monkeypatch.setattr(replica_module, "EngineProcess", ExitedProcess)
     settings = make_settings()
     replica = Replica("r0", EngineSpec.from_settings(settings, MODEL, "/models/tiny"), settings)
     sent = []
-    for _ in range(2):
-        await replica._run_once()
-        assert replica.client is not None
-        sent.append(replica.client.headers["authorization"])
-        await replica.client.aclose()
+    try:
+        for _ in range(2):
+            await replica._run_once()
+            assert replica.client is not None
+            sent.append(replica.client.headers["authorization"])
+            await replica.client.aclose()
+    finally:
+        for address in ExitedProcess.addresses:  # the socket directories a stopped engine would remove
+            address.remove()
     first, second = ExitedProcess.keys
     assert first and second and first != second and len(first) >= 32
     assert sent == [f"Bearer {first}", f"Bearer {second}"]

@@ -23,8 +23,9 @@ from typing import Any
 import httpx
 from llf_common.wire import ReplicaState, ReplicaStatus
 
+from llf_inference.engine.address import EngineAddress
 from llf_inference.engine.failure import Failure, classify_failure
-from llf_inference.engine.process import EngineProcess, free_port
+from llf_inference.engine.process import EngineProcess
 from llf_inference.engine.spec import EngineSpec
 from llf_inference.metrics import RateMeter
 from llf_inference.settings import InferenceSettings
@@ -158,36 +159,41 @@ class Replica:
         self.dead = asyncio.Event()
         self.max_model_len = None
         self.ready_since = None
-        port = free_port()
         api_key = secrets.token_urlsafe(32)  # per start, known only to this gateway (engine/process.py)
         self.process = None
         log_dir = self.settings.run_path / "engines"
         log_dir.mkdir(parents=True, exist_ok=True)
+        address: EngineAddress | None = None
         try:
+            # A fresh private socket (or port) per start: engine/address.py says why.
+            address = EngineAddress.allocate(self.settings.engine_listen, self.settings.run_path)
             self.process = EngineProcess(
                 self.spec,
-                port,
+                address,
                 tail_lines=self.settings.log_tail_lines,
                 log_file=log_dir / f"{self.model.replace('/', '--')}-{self.id}.log",
                 on_exit=on_exit,
                 api_key=api_key,
             )
         except OSError as exc:  # pragma: no cover - the launcher is our own interpreter
-            return Failure("engine_missing", f"cannot start the engine: {exc.strerror}", True)
+            if address is not None:
+                address.remove()
+            return Failure("engine_missing", f"cannot start the engine: {exc.strerror or exc}", True)
         log.info(
             "engine started",
             extra={
                 "replica": self.id,
                 "model": self.model,
                 "pid": self.process.pid,
-                "port": port,
+                "address": str(address),
                 "dtype": self.spec.options.dtype,
             },
         )
         self.client = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
+            base_url=address.base_url,
             headers={"Authorization": f"Bearer {api_key}"},  # every call: relay, health, pre-flight, metrics, sleep
-            transport=EngineTransport(),  # pooled without httpcore's per-request pool scan (transport.py)
+            # pooled without httpcore's per-request pool scan (transport.py), over the engine's socket
+            transport=EngineTransport(connect=address.connect),
             timeout=httpx.Timeout(
                 self.settings.upstream_read_timeout_s, connect=self.settings.upstream_connect_timeout_s
             ),

@@ -120,6 +120,11 @@ class InferenceSettings(LLFSettings):
         default_factory=dict,
         description="Repo id -> local directory served without asking the registry (trusted, not verified).",
     )
+    engine_listen: Literal["unix", "tcp"] = Field(
+        "unix",
+        description="unix: each engine on a socket in a 0700 directory, no TCP port (engine/address.py); tcp: a "
+        "loopback port, for tools that must reach an engine directly.",
+    )
     engine_env: dict[str, str] = Field(default_factory=dict, description="Extra environment for engine processes.")
     engine_offline: bool = Field(True, description="HF_HUB_OFFLINE=1 for engines: weights come from the registry.")
 

@@ -48,7 +48,7 @@ def test_status_reports_replica_details_for_llf_status(gw: ThreadedGateway) -> N
     status = gw.client.get("/v1/status").json()
     assert status["state"] == "ready" and status["models"] == [MODEL] and status["target"] == MODEL
     [replica] = status["replicas"]
-    assert replica["state"] == "ready" and replica["pid"] and replica["port"]
+    assert replica["state"] == "ready" and replica["pid"] and replica["port"] is None  # on its private socket
     assert replica["uptime_s"] >= 0 and replica["memory_bytes"] > 0 and replica["max_model_len"] == 256
     assert replica["restarts"] == 0 and replica["in_flight"] == 0
 

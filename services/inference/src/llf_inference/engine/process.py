@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,17 +23,13 @@ from pathlib import Path
 
 import psutil
 
+from llf_inference.engine.address import EngineAddress, free_port
 from llf_inference.engine.spec import EngineSpec
+
+__all__ = ["EngineProcess", "free_port", "group_members", "stop_all_engines", "stop_group"]
 
 # Process groups of engines this process started and has not stopped yet.
 _LIVE_GROUPS: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now (a start that loses the race is retried)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # Runs first in the engine's process, then execs the engine: asks Linux to SIGTERM the engine if
@@ -54,18 +49,19 @@ _DIE_WITH_PARENT = (
 
 
 class EngineProcess:
-    """A started engine: ``pid``, ``port``, the log tail and an ``on_exit`` callback.
+    """A started engine: ``pid``, ``address``, the log tail and an ``on_exit`` callback.
 
     ``on_exit(returncode)`` is called from a waiter thread as soon as the leader exits, so a
-    crash is noticed at once, not at the next health poll. ``api_key`` reaches vLLM as
-    ``VLLM_API_KEY``: its OpenAI routes then refuse any caller without it (a 401), so a local
-    user cannot reach the model on the engine's port past the gateway's own key.
+    crash is noticed at once, not at the next health poll. ``address`` is where it listens: a
+    private Unix socket, removed again by ``stop()``, or a loopback port (a bare ``int``).
+    ``api_key`` reaches vLLM as ``VLLM_API_KEY``: its OpenAI routes then refuse any caller
+    without it (a 401), a second lock should the engine ever be reachable by someone else.
     """
 
     def __init__(
         self,
         spec: EngineSpec,
-        port: int,
+        address: EngineAddress | int,
         *,
         tail_lines: int = 200,
         log_file: Path | None = None,
@@ -73,8 +69,9 @@ class EngineProcess:
         api_key: str | None = None,
     ) -> None:
         self.spec = spec
-        self.port = port
-        self.argv = spec.command(port)
+        self.address = EngineAddress(port=address) if isinstance(address, int) else address
+        self.port = self.address.port  # None on a Unix socket
+        self.argv = spec.command(self.address)
         self.tail: deque[str] = deque(maxlen=tail_lines)
         self.started_at = time.monotonic()
         self.returncode: int | None = None
@@ -137,6 +134,7 @@ class EngineProcess:
         """SIGTERM the group, wait up to ``timeout``, SIGKILL the rest; idempotent, blocking."""
         stop_group(self.pgid, timeout, leader=self.popen)
         _LIVE_GROUPS.discard(self.pgid)
+        self.address.remove()
 
 
 def stop_all_engines(timeout: float = 10.0) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from llf_common.web import KEEP_ALIVE_S
 
+from llf_inference.engine.address import EngineAddress
 from llf_inference.engine.tools import choose_tool_parser
 from llf_inference.settings import EngineOptions, InferenceSettings
 
@@ -72,11 +73,16 @@ class EngineSpec:
             tool_parser=None if pooling else choose_tool_parser(options.tool_call_parser, path),
         )
 
-    def command(self, port: int) -> list[str]:
-        """The engine's argv: the model path served under its repo id on a loopback port."""
+    def command(self, address: EngineAddress | int) -> list[str]:
+        """The engine's argv: the model path served under its repo id at ``address``.
+
+        ``address`` is a private Unix socket or a loopback port (``engine/address.py``); a bare
+        ``int`` is a loopback port.
+        """
         o = self.options
+        where = EngineAddress(port=address) if isinstance(address, int) else address
         argv = [*self.launcher, "--model", self.path, "--served-model-name", self.model]
-        argv += ["--host", "127.0.0.1", "--port", str(port), "--disable-uvicorn-access-log"]
+        argv += [*where.argv, "--disable-uvicorn-access-log"]
         if o.dtype:
             argv += ["--dtype", o.dtype]
         if o.max_model_len:
