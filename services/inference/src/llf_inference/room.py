@@ -4,9 +4,9 @@ A model that does not fit (``max_loaded_models`` reached, or the placement says 
 room of the least recently used *idle* model, a failed one first. A model with requests in
 flight, or waiting for its load, is never evicted: the load waits until a model becomes idle,
 bounded by ``load_timeout_s`` (then ``NoRoom``, a 503 with Retry-After). Loads make room one at
-a time, so two loads never evict for each other; each looks again whenever room may have been
-freed. ``lifecycle.py`` does the evicting (sleep or stop) and the starting; this module decides
-and waits.
+a time, so two never count the same free room; each waiting load looks again whenever room may
+have been freed. ``lifecycle.py`` does the evicting (sleep or stop) and the starting; this module
+decides and waits.
 """
 
 from __future__ import annotations
