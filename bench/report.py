@@ -66,16 +66,45 @@ class Metric:
 
 @dataclass
 class Target:
-    """A figure of the issue's list: which metric, the bound it should meet."""
+    """A figure of the issue's list: which metric, the bound it should meet.
+
+    With ``rival`` the bound is not a constant but a peer measured in the same rounds (the
+    router beside the gateway): the rival metric's median plus ``value``. With ``overlap`` too,
+    a miss counts only when the two min-max ranges (the rival's shifted by ``value``) do not
+    overlap, for figures whose run-to-run spread is larger than the difference sought.
+    """
 
     figure: str
     metric: str
     op: Op
     value: float
+    rival: str | None = None
+    rival_label: str = ""
+    overlap: bool = False
 
     def text(self, unit: str = "") -> str:
         symbol = {">=": "≥", "<=": "≤", "==": "="}[self.op]
-        return f"{symbol} {_fmt(self.value, unit if unit != TIMES else '')}"
+        if self.rival is None:
+            return f"{symbol} {_fmt(self.value, unit if unit != TIMES else '')}"
+        offset = f" + {_fmt(self.value, unit)}" if self.value else ""
+        spread = f" (min {NONE} max ranges)" if self.overlap else ""
+        return f"{symbol} {self.rival_label or self.rival}{offset}{spread}"
+
+    def verdict(self, metrics: dict[str, Metric]) -> bool | None:
+        """Met, missed or unknown (None), from the measured metrics."""
+        ours = metrics[self.metric].summary() if self.metric in metrics else None
+        if self.rival is None or ours is None:
+            return self.met(ours["median"] if ours else None)
+        theirs = metrics[self.rival].summary() if self.rival in metrics else None
+        if theirs is None or None in (ours["median"], theirs["median"]):
+            return None
+        if not self.overlap:
+            return Target(self.figure, self.metric, self.op, theirs["median"] + self.value).met(ours["median"])
+        if self.op == ">=":
+            return bool(ours["max"] >= theirs["min"] + self.value)
+        if self.op == "<=":
+            return bool(ours["min"] <= theirs["max"] + self.value)
+        return None
 
     def met(self, measured: float | None) -> bool | None:
         if measured is None or not math.isfinite(measured):
@@ -116,7 +145,7 @@ class Result:
         return metric.summary()["median"] if metric else None
 
     def missed(self) -> list[Target]:
-        return [t for t in self.targets if t.met(self.median(t.metric)) is False]
+        return [t for t in self.targets if t.verdict(self.metrics) is False]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -138,7 +167,7 @@ class Result:
                     **asdict(t),
                     "target": t.text(self.metrics[t.metric].unit if t.metric in self.metrics else ""),
                     "measured_median": _round(self.median(t.metric)),
-                    "met": t.met(self.median(t.metric)),
+                    "met": t.verdict(self.metrics),
                 }
                 for t in self.targets
             ],

@@ -35,7 +35,7 @@ CASES: dict[str, tuple[int, str]] = {
     "dedupe": (5, "Pull dedupe"),
     "pull": (3, "Pull + verify vs snapshot_download"),
     "verify": (4, "Re-verify vs sha256sum"),
-    "gateway": (1, "Gateway vs direct vLLM"),
+    "gateway": (1, "Gateway vs vllm-router vs direct vLLM"),
     "coldstart": (8, "Cold start to first token"),
     "dtype": (9, "Engine dtype: float32 vs bfloat16"),
     "routing": (10, "Routing for the prefix cache: gateway vs vllm-router"),
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: {name}: {result.status} -> {path}{why}", flush=True)
             for target in result.targets:
                 median = result.median(target.metric)
-                verdict = {True: "met", False: "MISSED", None: "-"}[target.met(median)]
+                verdict = {True: "met", False: "MISSED", None: "-"}[target.verdict(result.metrics)]
                 print(f"    {target.figure}: {median} (target {target.text()}) {verdict}", flush=True)
     if not args.no_readme:
         update_readme()
