@@ -102,7 +102,7 @@ def test_the_stack_keeps_the_shared_model_volume_and_labels_its_services() -> No
 def test_the_stack_uses_this_versions_images_or_latest_and_free_ports() -> None:
     env = stack_env({"PATH": "/bin"}, {"llf/models:latest", "llf/redis:7"}, version="0.1.0")
     assert env["LLF_TAG"] == "latest" and env["LLF_REDIS_IMAGE"] == "llf/redis:7"
-    assert env["LLF_MODELS_PORT"] == "" and env["LLF_INFERENCE_PORT"] == ""
+    assert env["LLF_MODELS_PORT"] == env["LLF_INFERENCE_PORT"] == env["LLF_WEB_PORT"] == ""
     assert stack_env({}, {"llf/models:0.1.0", "redis:7"}, version="0.1.0")["LLF_TAG"] == "0.1.0"
 
 

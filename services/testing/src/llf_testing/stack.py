@@ -61,7 +61,8 @@ def stack_env(base: Mapping[str, str], local: set[str], version: str = __version
         env["LLF_TAG"] = version if f"{prefix}/models:{version}" in local else "latest"
     if "redis:7" not in local and "llf/redis:7" in local:
         env.setdefault("LLF_REDIS_IMAGE", "llf/redis:7")
-    env.update(LLF_MODELS_PORT="", LLF_INFERENCE_PORT="")  # empty = a free port on 127.0.0.1
+    # Empty = a free port on 127.0.0.1: a fixed one collides with `make up` or another LlfStack.
+    env.update(LLF_MODELS_PORT="", LLF_INFERENCE_PORT="", LLF_WEB_PORT="")
     if not env.get("LLF_REDIS_PASSWORD"):  # the stack's Redis refuses to start without one
         env["LLF_REDIS_PASSWORD"] = secrets.token_hex(16)
     return env
