@@ -2,7 +2,10 @@
 
 A request for a second model while the first streams waits (the streaming model is not
 evicted); once the stream ends, the idle model is unloaded first and the second one loads
-and answers the request that waited for it.
+and answers the request that waited for it. The stream is held open by its reader, not by a
+race with the clock: after its first chunks the reader stops reading until the test has looked,
+and the answer (8 choices with 20 logprobs per token, ~9 MB) is far more than the socket buffers
+between the gateway and the reader can hold, so the gateway's relay stays in flight meanwhile.
 """
 
 from __future__ import annotations
@@ -40,12 +43,23 @@ def one_model(
         process.kill()
 
 
-def read_stream(gateway: GatewayProcess, model: str, sink: list[bytes]) -> None:
-    body = {"model": model, "prompt": "hello", "max_tokens": 1500, "ignore_eos": True, "stream": True}
+def read_stream(gateway: GatewayProcess, model: str, sink: list[bytes], release: threading.Event) -> None:
+    """Streams a long, bulky completion; stops reading after its first chunks until ``release``."""
+    body = {
+        "model": model,
+        "prompt": "hello",
+        "max_tokens": 1500,
+        "ignore_eos": True,
+        "stream": True,
+        "n": 8,
+        "logprobs": 20,
+    }
     with gateway.client(timeout=300) as http, http.stream("POST", "/v1/completions", json=body) as response:
         sink.append(f"status {response.status_code}\n".encode())
         for chunk in response.iter_raw():
             sink.append(chunk)
+            if len(sink) == 3:
+                release.wait(240)
 
 
 def ask(gateway: GatewayProcess, model: str, answers: list[httpx.Response]) -> None:
@@ -59,7 +73,8 @@ def test_a_streaming_model_is_not_evicted_and_the_idle_one_makes_room(one_model:
     [replica_a] = status["replicas"]
     streamed: list[bytes] = []
     answers: list[httpx.Response] = []
-    stream = threading.Thread(target=read_stream, args=(one_model, MODEL_A, streamed))
+    release = threading.Event()
+    stream = threading.Thread(target=read_stream, args=(one_model, MODEL_A, streamed, release))
     stream.start()
     waiting = threading.Thread(target=ask, args=(one_model, MODEL_B, answers))
     try:
@@ -78,6 +93,7 @@ def test_a_streaming_model_is_not_evicted_and_the_idle_one_makes_room(one_model:
         assert [r["model"] for r in status["replicas"]] == [MODEL_A]  # nothing of B started
         assert psutil.pid_exists(replica_a["pid"])
     finally:
+        release.set()
         stream.join(300)
         if waiting.is_alive() or not answers:
             waiting.join(300)
