@@ -1,4 +1,4 @@
-"""Affinity routing, every vLLM endpoint and tools through a real gateway over real vLLM CPU engines.
+"""Affinity routing, response pinning, every vLLM endpoint and tools through a real gateway over real vLLM CPU engines.
 
 One gateway for the module with two replicas of the tiny model (engine starts are the cost:
 ~25 s+ each on 2 cores); the last test swaps them for one pooling engine of the other tiny
@@ -20,6 +20,7 @@ import httpx
 import jsonschema
 import pytest
 from llf_inference.routing.affinity import AffinityPolicy
+from llf_inference.routing.keys import routing_key
 
 from tests.integration.inference.conftest import API_KEY, MODEL_A, MODEL_B
 from tests.support.gateway import GatewayProcess
@@ -169,6 +170,47 @@ def test_a_new_session_spills_to_the_other_replica_when_its_own_is_busy_past_the
     finally:
         for thread in streams:
             thread.join(600)
+
+
+# ------------------------------------------------------------------ /v1/responses
+def inputs_on(ids: list[str], replica: str, prefix: str) -> Iterator[str]:
+    """Responses inputs whose own key (their start) the ring gives ``replica``."""
+    ring = AffinityPolicy().ring(ids)
+    texts = (f"{prefix} {i}: what does this permit?" for i in range(1000))
+    return (text for text in texts if ring.walk(routing_key({"input": text}) or "")[0] == replica)
+
+
+def respond(text: str, previous: str | None = None, **extra: Any) -> dict[str, Any]:
+    body = {"model": MODEL_A, "input": text, "max_output_tokens": 8, "temperature": 0, **extra}
+    return body if previous is None else {**body, "previous_response_id": previous}
+
+
+def test_previous_response_id_goes_to_the_replica_that_holds_the_response(pair: GatewayProcess) -> None:
+    ids = replica_ids(pair)
+    holder, other = ids
+    elsewhere = inputs_on(ids, other, "Follow-up")  # without the pin, the ring would send these to `other`
+    before = served(pair, ids)
+    pinned = decisions(pair, "pinned")
+    with pair.client(timeout=300) as http:
+        first = http.post("/v1/responses", json=respond(next(inputs_on(ids, holder, "Opening"))))
+        assert first.status_code == 200, first.text
+        with http.stream("POST", "/v1/responses", json=respond(next(elsewhere), first.json()["id"], stream=True)) as s:
+            assert s.status_code == 200, s.read()
+            events = b"".join(s.iter_raw()).decode()  # the gateway reads the new id from the first events
+        assert "response.completed" in events, events[-500:]
+        streamed = re.search(r'"id":\s*"(resp_[^"]+)"', events)
+        assert streamed, events[:500]
+        third = http.post("/v1/responses", json=respond(next(elsewhere), streamed.group(1)))
+        assert third.status_code == 200, third.text  # not the engine's 404: the one engine that stored it answered
+        assert third.json()["previous_response_id"] == streamed.group(1)
+        unknown = http.post("/v1/responses", json=respond(next(elsewhere), "resp_" + "0" * 32))
+    assert unknown.status_code == 404 and "not found" in unknown.text, unknown.text  # what any other engine says
+    assert decisions(pair, "pinned") == pinned + 2
+    wait_for(  # the engine counts a finished request in its metrics a moment after the answer
+        lambda: {rid: served(pair, ids)[rid] - before[rid] for rid in ids} == {holder: 3.0, other: 0.0},
+        30,
+        f"{holder} to count all three turns and {other} none; served before: {before}",
+    )
 
 
 # ------------------------------------------------------------------ endpoints and fields

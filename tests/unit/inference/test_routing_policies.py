@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 from llf_inference.engine.spec import EngineSpec
-from llf_inference.routing import make_policy
+from llf_inference.routing import Choice, make_policy
 from llf_inference.routing.affinity import AffinityPolicy, Ring
 from llf_inference.routing.keys import PREFIX_CHARS, routing_key
 from llf_inference.routing.least import LeastLoaded
@@ -118,6 +119,46 @@ def test_a_burst_of_conversations_spread_by_the_bound_keeps_each_on_its_replica_
             assert (choice.replica.id, choice.decision) == (homes[key], "affinity_hit"), key
 
 
+def test_new_conversations_arriving_together_get_even_shares_even_when_the_ring_favours_one_replica() -> None:
+    policy = AffinityPolicy(load_factor=1.25)
+    pool = slots(0, 0)
+    ring = policy.ring(["r0", "r1"])
+    sessions = [k for k in (f"session:{i}" for i in range(200)) if ring.walk(k)[0] == "r0"][:16]
+    for key in sessions:  # every one of them hashes to r0
+        policy.choose(pool, key).replica.in_flight += 1
+    assert [s.in_flight for s in pool] == [8, 8]  # 1.25 x the mean would have let r0 take 10
+
+
+def test_conversations_between_turns_still_count_so_the_other_replicas_turns_stay_home() -> None:
+    now = [0.0]
+    policy = AffinityPolicy(load_factor=1.25, active_s=10, clock=lambda: now[0])
+    pool = slots(0, 0)
+    sessions = [f"session:{i}" for i in range(16)]
+    homes = {}
+    for key in sessions:  # all sixteen arrive together and stay in flight
+        homes[key] = policy.choose(pool, key).replica
+        homes[key].in_flight += 1
+    assert [s.in_flight for s in pool] == [8, 8]
+    now[0] = 2.0
+    pool[0].in_flight = 0  # r0's eight answers ended in one engine step; their next turns are milliseconds away
+    for key in (k for k in sessions if homes[k].id == "r1"):  # 8 on r1 would be past ceil(1.25 * 9 / 2) = 6 in flight
+        assert policy.choose(pool, key) == Choice(homes[key], "affinity_hit")
+    now[0] = 30.0  # r0's conversations are over: a busy r1 passes its turns to the idle replica again
+    pool[1].in_flight = 7
+    assert policy.choose(pool, next(k for k in sessions if homes[k].id == "r1")).decision == "spill"
+
+
+def test_one_key_sending_many_requests_at_once_spills_on_requests_in_flight() -> None:
+    policy = AffinityPolicy(load_factor=1.25)
+    pool = slots(0, 0)
+    chosen = []
+    for _ in range(8):  # one session, one conversation, but eight requests at once
+        choice = policy.choose(pool, "session:batch")
+        choice.replica.in_flight += 1
+        chosen.append(choice.replica.id)
+    assert max(s.in_flight for s in pool) <= 5 and len(set(chosen)) == 2, chosen
+
+
 def test_remembered_homes_are_bounded_and_the_least_recent_is_forgotten_first() -> None:
     policy = AffinityPolicy(homes=2)
     pool = slots(0, 0)
@@ -135,7 +176,7 @@ def test_when_a_replica_dies_only_its_keys_move_and_they_move_to_the_next_on_the
     ring = Ring(["r0", "r1", "r2"])
     keys = [f"session:{i}" for i in range(300)]
     before = {key: ring.walk(key) for key in keys}
-    policy = AffinityPolicy()
+    policy = AffinityPolicy(active_s=0.5, clock=itertools.count().__next__)  # each conversation over before the next
     survivors = [Slot("r0"), Slot("r2")]
     for key in keys:
         chosen = policy.choose(survivors, key).replica.id
