@@ -253,3 +253,39 @@ def test_a_shorter_timeout_after_a_longer_one_still_fires_on_time(run: Callable[
             assert asyncio.get_running_loop().time() - started < 2.0
 
     run(scenario())
+
+
+async def collect_slowly(http: httpx.AsyncClient, pause_s: float) -> bytes:
+    """A reader that is busy elsewhere after each chunk (a relay sending to a slow client)."""
+    request = http.build_request("POST", "/v1/chat/completions", content=b'{"stream": true}')
+    response = await http.send(request, stream=True)
+    pieces = []
+    try:
+        async for chunk in response.aiter_raw():
+            pieces.append(chunk)
+            await asyncio.sleep(pause_s)
+    finally:
+        await response.aclose()
+    return b"".join(pieces)
+
+
+def test_the_end_of_a_stream_that_arrives_while_its_reader_is_busy_is_not_lost(run: Callable[..., object]) -> None:
+    events = [b"data: %d\n\n" % n for n in range(3)] + [b"data: [DONE]\n\n"]
+    engine = Engine(stream(*events))
+
+    async def scenario() -> None:
+        async for http in client(engine):
+            assert await collect_slowly(http, 0.05) == b"".join(events)
+
+    run(scenario())
+
+
+def test_a_stream_past_the_read_ahead_with_a_busy_reader_does_not_stall(run: Callable[..., object]) -> None:
+    events = [bytes([65 + n % 26]) * (64 << 10) for n in range(48)]  # 3 MiB in 64 KiB events
+    engine = Engine(stream(*events))
+
+    async def scenario() -> None:
+        async for http in client(engine):
+            assert await collect_slowly(http, 0.005) == b"".join(events)
+
+    run(scenario())

@@ -313,6 +313,9 @@ class _Body(httpx.AsyncByteStream):
                 data = response.take()
                 connection.consumed()
                 yield data
+                # While the reader was away, more may have arrived, the end included, and reading
+                # may have paused again: take that first, never wait for bytes a paused read won't bring.
+                continue
             if response.done:
                 return
             await _receive(connection, response, self.request, self.timeout)
