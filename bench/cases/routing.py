@@ -14,7 +14,9 @@ the other, each system of ``SYSTEMS``: the gateway's app attached to both engine
 at once, each ``TURNS`` turns resending its whole history after a shared system prompt, answers
 of ``TOKENS`` tokens, every request with the conversation's ``X-Session-ID``. Each system's run
 gets a system prompt of its own (a salt at its start), so no system is served from a cache
-another one filled. Figures per system: prefix-cache hit rate (delta of both engines'
+another one filled; every salt has the same length in tokens (``salt_for``), since vLLM caches whole
+blocks (128 tokens on CPU) and a longer prompt would change the best hit rate a system can reach.
+Figures per system: prefix-cache hit rate (delta of both engines'
 ``vllm:prefix_cache_hits`` over ``vllm:prefix_cache_queries``), TTFT p50/p99, tokens/s.
 """
 
@@ -101,6 +103,11 @@ def counters(engines: list[str]) -> dict[str, float]:
     return totals
 
 
+def salt_for(system: str, rep: int) -> str:
+    """A system's salt for one repetition: unique, and as many tokens long as every other one."""
+    return f"run {rep:02d}{SYSTEMS.index(system):02d}"
+
+
 async def conversations(url: str, salt: str) -> tuple[list[load.StreamStats], float]:
     """``CONVERSATIONS`` chats at once, ``TURNS`` turns each, every turn resending the history."""
 
@@ -143,7 +150,7 @@ def run(ctx: Context, result: Result) -> None:
                 proc, url = start_front(ctx, system, engines)
                 try:
                     before = counters(engines)
-                    streams, wall = asyncio.run(conversations(url, f"{system}-{rep}"))
+                    streams, wall = asyncio.run(conversations(url, salt_for(system, rep)))
                     after = counters(engines)
                 finally:
                     if proc is not None:
