@@ -319,8 +319,11 @@ def render_table(results: list[dict[str, Any]]) -> str:
         for note in result.get("notes", []):
             notes.append(f"- #{number} {title}: {note}")
     machine = results[0].get("machine", {}) if results else {}
+    # The benchmarks' own durations, summed from their results: a fixed figure goes stale with each new case.
+    minutes = sum(float((r.get("params") or {}).get("duration_s") or 0) for r in results) / 60
     header = [
-        "`make bench` (`.venv/bin/python -m bench.run [NAME ...]`, 7.1 min on 2 cores) measures what llf",
+        f"`make bench` (`.venv/bin/python -m bench.run [NAME ...]`, {minutes:.0f} min on"
+        f" {machine.get('cpus', '?')} cores in the runs below) measures what llf",
         "costs on top of vLLM, the Hub client and RQ; `python -m bench.run --list` names the benchmarks. Knobs:",
         "`LLF_BENCH_REPS` (≥ 3), `LLF_BENCH_PULL_MB` (size of the pull/verify repo, default 512 MiB),",
         "`LLF_BENCH_KEEP=1` (keep logs). Every figure is measured side by side with its baseline in one run,",
