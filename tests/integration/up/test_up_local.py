@@ -224,7 +224,9 @@ def test_make_up_with_a_model_and_a_reachable_hub_pulls_and_serves_it(stack: UpS
     assert "RANDOM-WEIGHTS DEMO" not in out
     assert "configuration changed" in out  # HF_ENDPOINT reached the services
     status = httpx.get(f"{stack.inference_url}/v1/status", timeout=10).json()
-    assert status["models"] == ["llf-test/up-chat"]
+    # Served now; the demo model the gateway held before this make up restarted it may be loaded
+    # again beside it (a restarted gateway restores what it held), sooner or later: not asserted.
+    assert "llf-test/up-chat" in status["models"]
     # the demo value was ours, so the CLI now follows the served model
     assert json.loads((stack.home / "config.json").read_text())["default_model"] == "llf-test/up-chat"
     stack.env = env
