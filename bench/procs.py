@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.report import PROFILES_DIR, ROOT
+from bench.report import PROFILES_DIR, ROOT, repo_relative
 from tests.support.net import free_port as free_port  # the one free_port; cases import it from here
 
 VENV_BIN = Path(sys.executable).parent
@@ -166,6 +166,8 @@ class Profiler:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
+        if self.path.exists():  # the flame graph's title is py-spy's command line, absolute paths included
+            self.path.write_text(repo_relative(self.path.read_text(encoding="utf-8")), encoding="utf-8")
 
     def result(self) -> str | None:
         return str(self.path.relative_to(ROOT)) if self.path.exists() else None

@@ -179,8 +179,15 @@ class Result:
     def write(self) -> Path:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         path = RESULTS_DIR / f"{self.name}.json"
-        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        text = json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
+        path.write_text(repo_relative(text), encoding="utf-8")
         return path
+
+
+def repo_relative(text: str) -> str:
+    """``text`` with this checkout's absolute path taken out: committed results name paths inside the
+    repository relative to its root (``.venv/bin/llf``), not where one machine keeps the checkout."""
+    return text.replace(f"{ROOT}/", "").replace(str(ROOT), ".")
 
 
 def _round(value: float | None) -> float | None:

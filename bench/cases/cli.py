@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from bench import stack
 from bench.context import Context
 from bench.procs import VENV_BIN
-from bench.report import PROFILES_DIR, ROOT, TIMES, Result, Target
+from bench.report import PROFILES_DIR, ROOT, TIMES, Result, Target, repo_relative
 
 CALLS_PER_REP = 10
 
@@ -58,6 +58,8 @@ def profile_help(env: dict[str, str]) -> str | None:
     importtime = PROFILES_DIR / "cli-help.importtime.txt"
     subprocess.run([str(VENV_BIN / "pyinstrument"), "-r", "text", "-o", str(text),
                     str(VENV_BIN / "llf"), "--help"], env=env, capture_output=True, check=False)
+    if text.exists():  # its header names the program by its absolute path
+        text.write_text(repo_relative(text.read_text(encoding="utf-8")), encoding="utf-8")
     done = subprocess.run([sys.executable, "-X", "importtime", str(VENV_BIN / "llf"), "--help"],
                           env=env, capture_output=True, text=True, check=False)
     rows = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
