@@ -6,7 +6,6 @@ their settings the same way and no developer's ``~/.llf``, keys or URLs leak int
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 from llf_inference.settings import InferenceSettings
 
+from tests.support.env import isolate_env
 from tests.support.fake_gateway import fake_engine_settings
 
 MakeSettings = Callable[..., InferenceSettings]
@@ -27,10 +27,7 @@ def anyio_backend() -> str:
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No developer's ~/.llf, keys or URLs leak into a test."""
-    for name in list(os.environ):
-        if name.startswith(("LLF_", "FAKE_")) or name in {"HF_ENDPOINT", "HF_TOKEN", "REDIS_URL"}:
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LLF_HOME", str(tmp_path / "home"))
+    isolate_env(monkeypatch, tmp_path / "home", prefixes=("LLF_", "FAKE_"))
     yield
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.env import isolate_env
 from tests.support.hub import HubStandIn
 from tests.support.net import free_port, wait_for
 from tests.support.registry import RegistryStack
@@ -36,10 +37,7 @@ FAKE_ENGINE = REPO_ROOT / "tests" / "support" / "fake_engine.py"
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No developer's ~/.llf, keys or URLs leak into a test (settings read the environment)."""
-    for name in list(os.environ):
-        if name.startswith("LLF_") or name in {"HF_ENDPOINT", "HF_TOKEN", "REDIS_URL"}:
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LLF_HOME", str(tmp_path / "home"))
+    isolate_env(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("LLF_CONFIG", str(tmp_path / "no-config.json"))
 
 

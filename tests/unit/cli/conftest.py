@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 from llf_cli.main import State, cli
 
+from tests.support.env import isolate_env
 from tests.unit.cli.fakes import GATEWAY, REGISTRY, Fake
 
 Invoke = Callable[..., Result]
@@ -20,10 +20,7 @@ Invoke = Callable[..., Result]
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No developer's ~/.llf, keys or URLs leak into a test."""
-    for name in list(os.environ):
-        if name.startswith("LLF_") or name in {"HF_ENDPOINT", "HF_TOKEN", "REDIS_URL"}:
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LLF_HOME", str(tmp_path / "home"))
+    isolate_env(monkeypatch, tmp_path / "home")
     yield
 
 

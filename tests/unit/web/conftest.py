@@ -8,7 +8,6 @@ with which key. The app under test is reached over ``httpx.ASGITransport``.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,8 @@ import pytest
 from llf_web.app import create_app
 from llf_web.settings import WebSettings
 from llf_web.upstream import Parts, Upstream
+
+from tests.support.env import isolate_env
 
 KEY = "s3cret-key"
 
@@ -31,10 +32,7 @@ def anyio_backend() -> str:
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No developer's ~/.llf, keys or URLs leak into a test."""
-    for name in list(os.environ):
-        if name.startswith("LLF_") or name in {"HF_ENDPOINT", "HF_TOKEN", "REDIS_URL"}:
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LLF_HOME", str(tmp_path / "home"))
+    isolate_env(monkeypatch, tmp_path / "home")
     yield
 
 
