@@ -36,13 +36,7 @@ from llf_common.errors import BadRequest, InsufficientStorage
 
 from llf_inference.allocation import Allocation, Placement, core_ranges
 from llf_inference.devices import GIB, GpuDevice, Inventory
-
-# The estimate's names the supervisor imports from here (beside place()) are re-exported as they are.
-from llf_inference.estimate import DEFAULT_CPU_OVERHEAD_BYTES as DEFAULT_CPU_OVERHEAD_BYTES
-from llf_inference.estimate import DEFAULT_GPU_OVERHEAD_BYTES as DEFAULT_GPU_OVERHEAD_BYTES
-from llf_inference.estimate import KvShape as KvShape
 from llf_inference.estimate import MemoryEstimate
-from llf_inference.estimate import estimate_memory as estimate_memory
 
 SHARE_STEP = 1000  # gpu_memory_utilization is rounded up to 1/SHARE_STEP
 

@@ -34,21 +34,12 @@ import httpx
 from llf_common.errors import BadRequest, LLFError, UpstreamError
 from llf_common.wire import GatewayState, GatewayStatus, ReplicaPlacement, ReplicaStatus
 
+from llf_inference.allocation import Allocation, Placement
 from llf_inference.device_status import device_statuses
 from llf_inference.devices import GIB, Inventory, discover
 from llf_inference.engine.spec import EngineSpec
-from llf_inference.placement import (
-    DEFAULT_CPU_OVERHEAD_BYTES,
-    DEFAULT_GPU_OVERHEAD_BYTES,
-    Allocation,
-    DoesNotFit,
-    KvShape,
-    Placement,
-    PlacementRequest,
-    estimate_memory,
-    gib,
-    place,
-)
+from llf_inference.estimate import DEFAULT_CPU_OVERHEAD_BYTES, DEFAULT_GPU_OVERHEAD_BYTES, KvShape, estimate_memory
+from llf_inference.placement import DoesNotFit, PlacementRequest, gib, place
 from llf_inference.replica import Replica
 from llf_inference.settings import InferenceSettings
 
