@@ -59,8 +59,8 @@ def ready_replica(gateway: Gateway, model: str, rid: str = "r0", *, target: bool
     """Put a ready replica of ``model`` in the gateway's pool, answering from an in-process fake engine."""
     settings = gateway.settings
     replica = Replica(rid, EngineSpec.from_settings(settings, model, f"/models/{model}"), settings)
-    replica.client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=FakeEngine(model, MAX_MODEL_LEN)), base_url="http://engine"
+    replica.attach(
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=FakeEngine(model, MAX_MODEL_LEN)), base_url="http://engine")
     )
     replica.max_model_len = MAX_MODEL_LEN
     replica.state = "ready"

@@ -49,7 +49,7 @@ async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 def engine_of(replica: Replica) -> FakeEngine:
     """Give ``replica`` its own in-process engine and return it (to look at what it received)."""
     engine = FakeEngine(replica.model, MAX_MODEL_LEN)
-    replica.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=engine), base_url="http://engine")
+    replica.attach(httpx.AsyncClient(transport=httpx.ASGITransport(app=engine), base_url="http://engine"))
     return engine
 
 

@@ -18,7 +18,7 @@ import asyncio
 import json
 import re
 import time
-from typing import Any, cast
+from typing import Any
 
 import httpx
 from llf_common.errors import Unavailable
@@ -26,6 +26,7 @@ from llf_common.logging import request_id_var
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from llf_inference.link import Upstream
 from llf_inference.metrics import Metrics
 from llf_inference.replica import Replica
 from llf_inference.routing.responses import ResponseMap
@@ -67,8 +68,8 @@ class Relay:
         content_type: str = "application/json",
     ) -> Response:
         """Send ``raw`` to ``replica`` and answer with its reply; the replica is released when done."""
-        client = replica.client
-        if client is None:
+        link = replica.link
+        if link is None:
             raise Unavailable(
                 f"the engine for {replica.model} is not running; retry shortly", retry_after=self.retry_after
             )
@@ -88,16 +89,15 @@ class Relay:
                 self.metrics.in_flight.labels(replica.model).dec()
 
         try:
-            request = client.build_request("POST", endpoint, content=raw, headers=headers)
-            upstream = await _until_dead(replica, client.send(request, stream=True))
-            if not stream or upstream.status_code != 200 or b"event-stream" not in _content_type(upstream):
+            upstream: Upstream = await _until_dead(replica, link.post(endpoint, raw, headers))
+            if not stream or upstream.status_code != 200 or "event-stream" not in upstream.content_type:
                 body = await _until_dead(replica, upstream.aread())
                 await upstream.aclose()
                 release()
                 self._count(replica, endpoint, upstream.status_code, body)
                 if endpoint == RESPONSES and upstream.status_code == 200:
                     self.responses.seen(body, replica.id)
-                return Response(body, upstream.status_code, media_type=upstream.headers.get("content-type"))
+                return Response(body, upstream.status_code, media_type=upstream.content_type or None)
         except (httpx.HTTPError, EngineGone) as exc:
             release()
             self.metrics.requests.labels(endpoint, replica.model, "503").inc()
@@ -129,7 +129,7 @@ class SSERelayResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, relay: Relay, replica: Replica, endpoint: str, upstream: httpx.Response, started: float, release: Any
+        self, relay: Relay, replica: Replica, endpoint: str, upstream: Upstream, started: float, release: Any
     ) -> None:
         self.status_code = 200
         self.background = None
@@ -178,7 +178,7 @@ class SSERelayResponse(Response):
         last: float | None = None
         chunk = b""
         try:
-            async for chunk in cast(httpx.AsyncByteStream, self.upstream.stream):
+            async for chunk in self.upstream.stream:
                 now = time.monotonic()
                 if last is None:
                     model_metrics.ttft.observe(now - self.started)
@@ -236,10 +236,6 @@ async def _until_dead(replica: Replica, awaitable: Any) -> Any:
     finally:
         replica.streams.discard(task)
         task.cancel()
-
-
-def _content_type(response: httpx.Response) -> bytes:
-    return str(response.headers.get("content-type", "")).encode()
 
 
 def _reason(exc: BaseException) -> str:

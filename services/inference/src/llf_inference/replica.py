@@ -27,6 +27,7 @@ from llf_inference.engine.address import EngineAddress
 from llf_inference.engine.failure import Failure, classify_failure
 from llf_inference.engine.process import EngineProcess
 from llf_inference.engine.spec import EngineSpec
+from llf_inference.link import ClientLink, EngineLink, TransportLink
 from llf_inference.metrics import RateMeter
 from llf_inference.settings import InferenceSettings
 from llf_inference.transport import EngineTransport
@@ -40,9 +41,10 @@ PREFLIGHT_PROMPT = "hi"  # one token: the shortest first prefill, the one that f
 class Replica:
     """One engine slot: state, counters and the current engine incarnation.
 
-    ``client`` and ``dead`` belong to the running incarnation: a request captures both when
-    it is routed, so a restart never sends a request to a new engine on an old connection,
-    and every stream of a dead engine is told at once (``dead`` is set) instead of hanging.
+    ``client`` (control calls), ``link`` (the relay's requests) and ``dead`` belong to the running
+    incarnation: a request captures its link and ``dead`` when it is routed, so a restart never
+    sends a request to a new engine on an old connection, and every stream of a dead engine is
+    told at once (``dead`` is set) instead of hanging.
     """
 
     preflight_exit_grace_s = 5.0  # how long a pre-flight error may take to become the engine's exit
@@ -57,6 +59,7 @@ class Replica:
         self.state: ReplicaState = "starting"
         self.process: EngineProcess | None = None
         self.client: httpx.AsyncClient | None = None
+        self.link: EngineLink | None = None
         self.dead = asyncio.Event()
         self.streams: set[asyncio.Future[Any]] = set()
         self.in_flight = 0
@@ -68,6 +71,11 @@ class Replica:
         self.created_at = time.time()
         self.tokens = RateMeter()
         self._on_restart = on_restart
+
+    def attach(self, client: httpx.AsyncClient) -> None:
+        """Talk to an engine through ``client`` (control calls and relay alike): an in-process fake in tests."""
+        self.client = client
+        self.link = ClientLink(client)
         self._changed = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -189,14 +197,19 @@ class Replica:
                 "dtype": self.spec.options.dtype,
             },
         )
+        # pooled without httpcore's per-request pool scan (transport.py), over the engine's socket;
+        # the key goes with every call: relay, health, pre-flight, metrics, sleep
+        transport = EngineTransport(connect=address.connect)
+        headers = {"Authorization": f"Bearer {api_key}"}
+        connect_s, read_s = self.settings.upstream_connect_timeout_s, self.settings.upstream_read_timeout_s
         self.client = httpx.AsyncClient(
             base_url=address.base_url,
-            headers={"Authorization": f"Bearer {api_key}"},  # every call: relay, health, pre-flight, metrics, sleep
-            # pooled without httpcore's per-request pool scan (transport.py), over the engine's socket
-            transport=EngineTransport(connect=address.connect),
-            timeout=httpx.Timeout(
-                self.settings.upstream_read_timeout_s, connect=self.settings.upstream_connect_timeout_s
-            ),
+            headers=headers,
+            transport=transport,
+            timeout=httpx.Timeout(read_s, connect=connect_s),
+        )
+        self.link = TransportLink(
+            transport, address.base_url, headers, connect_timeout_s=connect_s, read_timeout_s=read_s
         )
         try:
             failure = await self._wait_ready(exited)
@@ -320,7 +333,7 @@ class Replica:
 
     async def _kill_engine(self) -> None:
         process, client = self.process, self.client
-        self.client = None
+        self.client = self.link = None
         self._abort_streams()
         if process is not None:
             await asyncio.to_thread(process.stop, self.settings.stop_timeout_s)

@@ -188,6 +188,31 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
 
+class Answer:
+    """An engine's answer whose head is in: status, raw headers, and the body as it arrives (``stream``).
+
+    ``stream`` must be read to its end, or ``aclose`` called, for the connection to be reused.
+    """
+
+    def __init__(self, status_code: int, headers: list[tuple[bytes, bytes]], stream: _Body) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.stream = stream
+
+    @property
+    def content_type(self) -> str:
+        for name, value in self.headers:
+            if name.lower() == b"content-type":
+                return value.decode("latin-1")
+        return ""
+
+    async def aread(self) -> bytes:
+        return b"".join([piece async for piece in self.stream])
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
 class EngineTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 to one engine (or a few origins), on pooled asyncio connections.
 
@@ -206,28 +231,42 @@ class EngineTransport(httpx.AsyncBaseTransport):
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         message = _head(request) + await request.aread()
         origin = (request.url.host, request.url.port or 80)
+        answer = await self.exchange(origin, message, timeouts.get("connect"), timeouts.get("read"), request)
+        return httpx.Response(
+            answer.status_code, headers=answer.headers, stream=answer.stream, extensions={"http_version": b"HTTP/1.1"}
+        )
+
+    async def exchange(
+        self,
+        origin: tuple[str, int],
+        message: bytes,
+        connect_timeout: float | None,
+        read_timeout: float | None,
+        request: httpx.Request | None = None,
+    ) -> Answer:
+        """Send one whole request (head and body, as bytes) to ``origin``; return once the answer's head is in.
+
+        The relay's path (``link.TransportLink``): no ``httpx.Request``/``Response`` per call.
+        Failures are httpx's exceptions all the same (``request`` is only what they name).
+        """
         while True:
-            connection = await self._take(origin, request, timeouts.get("connect"))
+            connection = await self._take(origin, request, connect_timeout)
             response = connection.response = _Response()
             try:
                 assert connection.transport is not None
                 connection.transport.write(message)
                 while not response.head_done:
-                    await _receive(connection, response, request, timeouts.get("read"))
+                    await _receive(connection, response, request, read_timeout)
             except _Stale:
                 connection.close()
                 continue
             except BaseException:
                 connection.close()
                 raise
-            return httpx.Response(
-                response.parser.get_status_code(),
-                headers=response.headers,
-                stream=_Body(self, origin, connection, response, request, timeouts.get("read")),
-                extensions={"http_version": b"HTTP/1.1"},
-            )
+            body = _Body(self, origin, connection, response, request, read_timeout)
+            return Answer(response.parser.get_status_code(), response.headers, body)
 
-    async def _take(self, origin: tuple[str, int], request: httpx.Request, timeout: float | None) -> _Connection:
+    async def _take(self, origin: tuple[str, int], request: httpx.Request | None, timeout: float | None) -> _Connection:
         idle = self._idle.get(origin)
         now = time.monotonic()
         while idle and (now - idle[0].idle_since >= self.keepalive_s or not idle[0].usable()):
@@ -262,7 +301,9 @@ class EngineTransport(httpx.AsyncBaseTransport):
                 idle.pop().close()
 
 
-async def _receive(connection: _Connection, response: _Response, request: httpx.Request, timeout: float | None) -> None:
+async def _receive(
+    connection: _Connection, response: _Response, request: httpx.Request | None, timeout: float | None
+) -> None:
     """Wait until more of ``response`` arrived (the caller looks at what); at the connection's end,
     end an until-close body, or raise: ``_Stale`` for a reused connection that got no byte."""
     if connection.error is not None:
@@ -294,7 +335,7 @@ class _Body(httpx.AsyncByteStream):
         origin: tuple[str, int],
         connection: _Connection,
         response: _Response,
-        request: httpx.Request,
+        request: httpx.Request | None,
         timeout: float | None,
     ) -> None:
         self.transport = transport
