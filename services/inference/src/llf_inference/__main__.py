@@ -26,7 +26,6 @@ def main() -> None:
         create_app,
         settings,
         graceful_shutdown_s=max(1, int(settings.drain_timeout_s)),
-        proxy_headers=True,
         cleanup=lambda: _stop_engines(settings),
         access_log=False,
         lifespan="on",
