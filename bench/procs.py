@@ -103,14 +103,14 @@ def wait_http(url: str, proc: Proc | None = None, timeout: float = 60.0, headers
     raise TimeoutError(f"{url} not ready after {timeout:.0f}s ({last})" + (f":\n{proc.tail()}" if proc else ""))
 
 
-def pin(pid: int, cpus: set[int]) -> None:
-    """Pin a process (and its threads) to ``cpus`` when the machine has them."""
+def pin(pid: int, cpus: set[int], children: bool = True) -> None:
+    """Pin a process and its threads (with ``children``, its descendants' too) to ``cpus`` if the machine has them."""
     usable = cpus & set(range(os.cpu_count() or 1))
     if not usable:
         return
     with contextlib.suppress(psutil.Error):
         process = psutil.Process(pid)
-        for target in [process, *process.children(recursive=True)]:
+        for target in [process, *(process.children(recursive=True) if children else [])]:
             with contextlib.suppress(psutil.Error):
                 for thread in target.threads():
                     with contextlib.suppress(OSError):

@@ -6,10 +6,18 @@ in front of that very engine, and "direct" is the engine's own port (from ``/v1/
 all three hit the same process and only the hop in front differs. ``ignore_eos`` makes every
 answer exactly ``TOKENS`` tokens.
 
-Rounds are interleaved so that the machine's drift (2 shared cores) falls on every system
-alike: at one stream each round sends one request to each system, the order rotating from
-round to round; at ``CONCURRENT`` streams each repetition runs one batch per system, the order
-rotating per repetition. Per repetition and system: TTFT p50/p99 and tokens/s, and the TTFT
+The engine (its API server, engine core and worker) runs on every core but the last; the
+gateway, vllm-router and the load client share the last one (``LLF_BENCH_GATEWAY_SPLIT=0``
+leaves everything where the OS puts it). vLLM CPU keeps its worker's and its engine core's cores
+busy while requests are in flight, so a front end that shares a core with them measures the
+scheduler: unsplit, direct vLLM's own 1-stream TTFT p50 swung 17-344 ms between repetitions,
+larger than any difference between the systems. Split, the three paths differ only in the hop
+in front, on a core of its own.
+
+Rounds are interleaved so that the machine's drift falls on every system alike: at one stream
+each round sends one request to each system, the order rotating from round to round; at
+``CONCURRENT`` streams each repetition runs one batch per system, the order rotating per
+repetition. Per repetition and system: TTFT p50/p99 and tokens/s, and the TTFT
 overhead over direct of the same repetition. Before the repetitions, one round and one
 concurrent batch per system are not measured (the engine's first batch of a size is slow, and
 the system going first would pay for it).
@@ -20,7 +28,8 @@ only when the min-max ranges do not overlap (2 cores: the spread is the machine'
 ≥ 0.98 x direct target stays for a GPU (``scripts/gpu-check.sh``).
 
 Knobs: ``LLF_BENCH_GATEWAY_SINGLE`` (requests per system per repetition at one stream,
-default 16), ``LLF_BENCH_GATEWAY_CONCURRENT`` (streams of the concurrent batches, default 32).
+default 32), ``LLF_BENCH_GATEWAY_CONCURRENT`` (streams of the concurrent batches, default 32),
+``LLF_BENCH_GATEWAY_SPLIT`` (1: the engine and the front ends on cores of their own, default).
 """
 
 from __future__ import annotations
@@ -36,15 +45,31 @@ import psutil
 
 from bench import load
 from bench.context import Context
-from bench.procs import VENV_BIN, Proc, Profiler, cpu_seconds, free_port, wait_http
+from bench.procs import VENV_BIN, Proc, Profiler, cpu_seconds, free_port, pin, wait_http
 from bench.report import TIMES, Op, Result, Target, percentile
 from tests.support.router import Router, start_router
 
 MODEL = "bench/tiny"
 TOKENS = 128
-SINGLE_REQUESTS = int(os.environ.get("LLF_BENCH_GATEWAY_SINGLE", "16"))
+SINGLE_REQUESTS = int(os.environ.get("LLF_BENCH_GATEWAY_SINGLE", "32"))
 CONCURRENT = int(os.environ.get("LLF_BENCH_GATEWAY_CONCURRENT", "32"))
 SYSTEMS = ("gateway", "router", "direct")
+SPLIT = os.environ.get("LLF_BENCH_GATEWAY_SPLIT", "1") == "1"
+
+
+def split_cores(engine_pid: int, front_pids: Sequence[int]) -> dict[str, list[int]]:
+    """The engine's processes on every core but the last, the fronts' and this process's threads on the last.
+
+    Returns the layout for the results (empty on a machine with one core: nothing to split).
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return {}
+    engine, front = set(cores[:-1]), {cores[-1]}
+    pin(engine_pid, engine)  # the API server with its engine core and worker
+    for pid in (*front_pids, os.getpid()):
+        pin(pid, front, children=False)  # the gateway's own threads, not its engine's
+    return {"engine": sorted(engine), "front (gateway, router, load client)": sorted(front)}
 
 
 def body() -> dict[str, object]:
@@ -59,7 +84,7 @@ def body() -> dict[str, object]:
     }
 
 
-def start(ctx: Context) -> tuple[Proc, str, int, str]:
+def start(ctx: Context) -> tuple[Proc, str, int, str, int]:
     from llf_models.tinymodel import write_tiny_model
 
     model_dir = write_tiny_model(ctx.path("gateway", "model"), seed=0)
@@ -87,7 +112,8 @@ def start(ctx: Context) -> tuple[Proc, str, int, str]:
         proc.stop(timeout=30)
         raise
     # The engine answers only its gateway's per-start key, which it has in its environment.
-    return proc, url, int(replica["port"]), psutil.Process(int(replica["pid"])).environ().get("VLLM_API_KEY", "")
+    engine = psutil.Process(int(replica["pid"]))
+    return proc, url, int(replica["port"]), engine.environ().get("VLLM_API_KEY", ""), engine.pid
 
 
 def rotated(rep: int, systems: Sequence[str] = SYSTEMS) -> list[str]:
@@ -196,7 +222,7 @@ def describe(result: Result, url: str, router: Router, direct: str) -> None:
 
 
 def run(ctx: Context, result: Result) -> None:
-    proc, url, engine_port, engine_key = start(ctx)
+    proc, url, engine_port, engine_key, engine_pid = start(ctx)
     direct = f"http://127.0.0.1:{engine_port}"
     auth = {"Authorization": f"Bearer {engine_key}"}  # the router passes it on to the engine
     router: Router | None = None
@@ -204,6 +230,8 @@ def run(ctx: Context, result: Result) -> None:
         router = start_router([direct], "round_robin", log=ctx.path("gateway") / "router.log")
         urls = {"gateway": url, "router": router.url, "direct": direct}
         fronts = {"gateway": [psutil.Process(proc.pid)], "router": [psutil.Process(router.process.pid)]}
+        if SPLIT:
+            result.params["cores"] = split_cores(engine_pid, [proc.pid, router.process.pid])
         asyncio.run(one_stream_rep(urls, auth))  # warm-up (compiles, caches, connections)
         for name in SYSTEMS:  # the engine's first concurrent batch is slow: charged to nobody
             load.batch("chat", f"{urls[name]}/v1/chat/completions", body(), CONCURRENT, headers=auth)
