@@ -71,15 +71,15 @@ class Replica:
         self.created_at = time.time()
         self.tokens = RateMeter()
         self._on_restart = on_restart
+        self._changed = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
 
     def attach(self, client: httpx.AsyncClient) -> None:
         """Talk to an engine through ``client`` (control calls and relay alike): an in-process fake in tests."""
         self.client = client
         self.link = ClientLink(client)
-        self._changed = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------- requests
     def acquire(self) -> None:
