@@ -15,10 +15,11 @@ from llf_inference.app import create_app
 from llf_inference.devices import GIB, CpuDevice, GpuDevice, Inventory
 from llf_inference.engine.spec import EngineSpec
 from llf_inference.gateway import Gateway
+from llf_inference.placer import Want
 from llf_inference.registry import ModelInfo
 from llf_inference.replica import Replica
 from llf_inference.settings import InferenceSettings
-from llf_inference.supervisor import Supervisor, Want
+from llf_inference.supervisor import Supervisor
 
 from tests.support.fake_engine import FakeEngine
 from tests.support.fake_gateway import MODEL, OTHER
@@ -162,7 +163,7 @@ def hold(supervisor: Supervisor, settings: InferenceSettings, model: str, rid: s
     supervisor.want(Want(spec, 1, None, 10 * GIB))
     assert supervisor.place(model) is None
     [where] = supervisor._placed.pop(model)
-    replica = Replica(rid, supervisor._engine_spec(spec, where), settings)
+    replica = Replica(rid, supervisor._placer.engine_spec(spec, where), settings)
     replica.state = "ready"
     supervisor.replicas.append(replica)
     supervisor.placements[rid] = where

@@ -2,7 +2,8 @@
 
 Placement (``placement.py``) decides *where* a replica runs; this module says *how much* it
 needs there, from facts about the model (its weight bytes, its ``config.json``) and the settings,
-without looking at any device. The supervisor builds the estimate and hands it to ``place()``.
+without looking at any device. ``placer.py`` builds the estimate for the supervisor and hands it
+to ``place()``.
 
 The rule (the README's "Devices and placement" says the same for users): KV = ``max_model_len``
 x layers x KV heads x head dim x 2 (K and V) x dtype bytes when the model's ``config.json`` is

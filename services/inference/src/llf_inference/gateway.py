@@ -37,6 +37,7 @@ from llf_inference.lifecycle import Lease, Lifecycle, Policy
 from llf_inference.loading import LoadingStream, Releasing
 from llf_inference.metrics import Metrics
 from llf_inference.placement import DoesNotFit
+from llf_inference.placer import Want
 from llf_inference.pool import LoadedSet, model_entries, model_states
 from llf_inference.registry import ModelResolver, RegistryResolver
 from llf_inference.relay import Relay
@@ -45,7 +46,7 @@ from llf_inference.routing import make_policy
 from llf_inference.routing.keys import routing_key
 from llf_inference.routing.responses import ResponseMap
 from llf_inference.settings import EngineOptions, InferenceSettings
-from llf_inference.supervisor import EngineFailed, Supervisor, Want
+from llf_inference.supervisor import EngineFailed, Supervisor
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,12 @@
 """Where a model's replicas run: GPU groups or CPU cores, or one line saying why they do not fit.
 
 Pure functions over an ``Inventory`` (``devices.py``) and an ``Allocation`` (``allocation.py``,
-the ledger of placed replicas): nothing here starts a process. The supervisor estimates a
-model's memory (``estimate.py``), asks ``place()`` for its replicas and reserves the answer in
-its ``Allocation`` before starting the engines; each ``Placement`` carries the engine's
-environment and options. A model that does not fit raises ``DoesNotFit`` at once, with one line
-naming what it needs and what is free, so nothing starts that would die of OOM in a restart loop.
+the ledger of placed replicas): nothing here starts a process. The supervisor (through
+``placer.py``) estimates a model's memory (``estimate.py``), asks ``place()`` for its replicas and
+reserves the answer in its ``Allocation`` before starting the engines; each ``Placement``
+carries the engine's environment and options. A model that does not fit raises ``DoesNotFit`` at
+once, with one line naming what it needs and what is free, so nothing starts that would die of
+OOM in a restart loop.
 
 Rules (the README's "Devices and placement" says the same for users; the estimate's own are in
 ``estimate.py``):

@@ -4,8 +4,9 @@ The pool is a list of ``Replica``. Models come and go two ways:
 
 * **Added or removed one at a time** through the ``lifecycle.Engines`` methods (``place``,
   ``start``, ``wait_ready``, ``stop``, ``sleep``, ``wake``): the lifecycle decides when (load on
-  demand, eviction, idle unload), the supervisor places each replica (``placement.place`` over
-  the device inventory and the ledger of replicas alive) and starts or stops it.
+  demand, eviction, idle unload), the supervisor places each replica (``placer.py``:
+  ``placement.place`` over the device inventory and the ledger of replicas alive) and starts or
+  stops it.
 * **Hot swap** (``serve(spec, n, replace=...)``): the replaced models make way for ``spec``:
 
   - start-then-switch (memory for both, the GPU default): start the new replicas while the old
@@ -15,6 +16,9 @@ The pool is a list of ``Replica``. Models come and go two ways:
     Retry-After), drains and stops the old replicas, then starts the new ones.
 
   A later ``serve`` cancels a swap in progress and converges from wherever that one got to.
+
+The books it keeps (the replicas, where each runs, the pool's state) are a ``Roster``
+(``roster.py``); how a model is sized and placed is the ``Placer``'s (``placer.py``).
 """
 
 from __future__ import annotations
@@ -23,24 +27,22 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import httpx
-from llf_common.errors import BadRequest, LLFError, UpstreamError
-from llf_common.wire import GatewayState, GatewayStatus, ReplicaPlacement, ReplicaStatus
+from llf_common.errors import LLFError, UpstreamError
+from llf_common.wire import GatewayStatus
 
 from llf_inference.allocation import Allocation, Placement
 from llf_inference.device_status import device_statuses
-from llf_inference.devices import GIB, Inventory, discover
+from llf_inference.devices import Inventory, discover
 from llf_inference.engine.spec import EngineSpec
-from llf_inference.estimate import DEFAULT_CPU_OVERHEAD_BYTES, DEFAULT_GPU_OVERHEAD_BYTES, KvShape, estimate_memory
-from llf_inference.placement import DoesNotFit, PlacementRequest, gib, place
+from llf_inference.placement import DoesNotFit
+from llf_inference.placer import Placer, Want
 from llf_inference.replica import Replica
+from llf_inference.roster import Roster
 from llf_inference.settings import InferenceSettings
 
 log = logging.getLogger(__name__)
@@ -56,21 +58,7 @@ class EngineFailed(LLFError):
     code = "engine_failed"
 
 
-@dataclass(frozen=True)
-class Want:
-    """How a model is to be served when it is loaded: its spec, replica count, GPUs and size."""
-
-    spec: EngineSpec
-    replicas: int | Literal["auto"] = 1
-    gpus: tuple[int, ...] | None = None
-    weight_bytes: int = 0
-
-    @property
-    def model(self) -> str:
-        return self.spec.model
-
-
-class Supervisor:
+class Supervisor(Roster):
     """Owns the replicas; the only place that adds or removes one."""
 
     def __init__(
@@ -81,75 +69,26 @@ class Supervisor:
         inventory: Inventory | Callable[[], Inventory] = discover,
         on_removed: Callable[[str], None] | None = None,
     ) -> None:
+        super().__init__()
         self.settings = settings
-        self.replicas: list[Replica] = []
-        self.target: str | None = None
-        self.switching = False
-        self.message: str | None = None
         self.wants: dict[str, Want] = {}
-        self.placements: dict[str, Placement] = {}  # replica id -> where it runs
-        self._inventory = inventory
+        self._placer = Placer(settings, inventory)
         self._on_restart = on_restart
         self._on_removed = on_removed
         self._placed: dict[str, tuple[Placement, ...]] = {}
-        self._bases: dict[str, EngineSpec] = {}  # replica id -> the spec before placement
-        self.asleep: set[str] = set()  # models whose engines sleep (vLLM sleep mode)
         self._swap: asyncio.Task[None] | None = None
         self._next_id = 0
 
-    # ------------------------------------------------------------- queries
-    def ready(self, model: str | None = None) -> list[Replica]:
-        return [r for r in self.replicas if r.state == "ready" and (model is None or r.model == model)]
-
-    def served_models(self) -> list[str]:
-        """Models with at least one ready replica, in pool order."""
-        return list(dict.fromkeys(r.model for r in self.ready()))
-
-    def models(self) -> list[str]:
-        """Models with any replica in the pool, in pool order."""
-        return list(dict.fromkeys(r.model for r in self.replicas))
-
-    def find(self, rid: str) -> Replica | None:
-        return next((r for r in self.replicas if r.id == rid), None)
-
-    def state(self) -> GatewayState:
-        """The target model's state; ``loading`` while one model serves and another starts."""
-        if self.switching:
-            return "switching"
-        mine = [r for r in self.replicas if r.model == self.target] if self.target else self.replicas
-        if not mine:
-            return "idle" if self.target is None else "starting"
-        rest = [r for r in self.replicas if r not in mine]
-        state = _pool_state([r.state for r in mine])
-        if state == "ready" and any(r.state == "starting" for r in rest):
-            return "loading"
-        if state in ("starting", "failed") and any(r.state == "ready" for r in rest):
-            return "loading" if state == "starting" else "degraded"
-        return state
-
+    # ------------------------------------------------------------- status
     def status(self) -> GatewayStatus:
         return GatewayStatus(
             state=self.state(),
             models=self.served_models(),
             target=self.target,
-            replicas=[self._replica_status(r) for r in self.replicas],
+            replicas=[self.replica_status(r) for r in self.replicas],
             message=self.message,
-            devices=device_statuses(self._devices(), self._live().placements),
+            devices=device_statuses(self._placer.devices(), self.ledger().placements),
         )
-
-    def _replica_status(self, replica: Replica) -> ReplicaStatus:
-        status = replica.status()
-        where = self.placements.get(replica.id)
-        if where is None:
-            return status
-        placement = ReplicaPlacement(
-            device=where.device,
-            gpus=list(where.gpus),
-            gpu_memory_utilization=where.gpu_memory_utilization,
-            cores=list(where.cores),
-            ram_bytes=where.ram_bytes or None,
-        )
-        return status.model_copy(update={"placement": placement})
 
     # ------------------------------------------------------------- lifecycle.Engines
     def want(self, want: Want) -> None:
@@ -162,7 +101,7 @@ class Supervisor:
         An asleep model fits when the GPU memory its replicas held is free again.
         """
         if model in self.asleep:
-            return self._room_to_wake(model)
+            return self._placer.room_to_wake(model, self.placed(model), self.ledger(exclude=model))
         want = self.wants[model]
         try:
             self._placed[model] = self._place(want)
@@ -198,12 +137,6 @@ class Supervisor:
         await self._retire([r for r in self.replicas if r.model == model])
         self.asleep.discard(model)
 
-    def in_flight(self, model: str) -> int:
-        return sum(r.in_flight for r in self.replicas if r.model == model)
-
-    def has(self, model: str) -> bool:
-        return any(r.model == model for r in self.replicas)
-
     def can_sleep(self, model: str) -> bool:
         return self.settings.resolved_device == "cuda" and self.settings.sleep_mode
 
@@ -214,20 +147,6 @@ class Supervisor:
     async def wake(self, model: str) -> None:
         self.asleep.discard(model)
         await self._engines_post(model, "/wake_up")
-
-    def _room_to_wake(self, model: str) -> str | None:
-        inventory = self._devices()
-        others = self._live(exclude=model)
-        for replica in self.replicas:
-            where = self.placements.get(replica.id)
-            if replica.model != model or where is None:
-                continue
-            for index, need in zip(where.gpus, where.gpu_reserved_bytes, strict=True):
-                free = inventory.gpu(index).free_bytes - others.gpu_reserved(index)
-                if free < need:
-                    needed, left = gib(need, up=True), gib(max(free, 0))
-                    return f"{model} needs {needed} GiB on GPU{index} to wake; free: {left} GiB"
-        return None
 
     async def _engines_post(self, model: str, path: str) -> None:
         """POST ``path`` to every ready replica of ``model`` (vLLM's sleep-mode endpoints)."""
@@ -292,7 +211,7 @@ class Supervisor:
 
     async def _converge(self, spec: EngineSpec, count: int | Literal["auto"], replace: str | None) -> None:
         alive = ("starting", "ready", "restarting")
-        keep = [r for r in self.replicas if self._base(r) == spec and r.state in alive]
+        keep = [r for r in self.replicas if self.base(r) == spec and r.state in alive]
         keep = keep if count == "auto" else keep[:count]
         others = [r for r in self.replicas if r not in keep and (replace == ALL or r.model in (replace, spec.model))]
         old_models = {r.model for r in others if r.state == "ready"} - {spec.model}
@@ -334,73 +253,20 @@ class Supervisor:
 
         Raises ``DoesNotFit`` with the one-line reason.
         """
-        inventory = self._devices()
-        live = self._live() if live is None else live
-        options = want.spec.options
-        cuda = self.settings.resolved_device == "cuda"
-        memory = estimate_memory(
-            want.weight_bytes,
-            kv_shape=_kv_shape(want.spec.path),
-            max_model_len=options.max_model_len if cuda else None,
-            kv_budget_bytes=(options.cpu_kvcache_space or 1) * GIB if not cuda else GIB,
-            overhead_bytes=DEFAULT_GPU_OVERHEAD_BYTES if cuda else DEFAULT_CPU_OVERHEAD_BYTES,
-        )
-        request = PlacementRequest(
-            model=want.model,
-            memory=memory,
-            replicas=want.replicas,
-            tensor_parallel_size=options.tensor_parallel_size or 1,
-            gpus=want.gpus,
-            device="cuda" if cuda else "cpu",
-            min_gpu_share=options.gpu_memory_utilization,
-        )
-        first = self._next_id
-        try:
-            return place(inventory, live, request, new_id=lambda k: f"r{first + k}")
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-
-    def _devices(self) -> Inventory:
-        if callable(self._inventory):  # taken once: "free" is measured before our own engines use it
-            self._inventory = self._inventory()
-        return self._inventory
-
-    def _live(self, exclude: str | None = None) -> Allocation:
-        """The ledger: what live replicas hold (an asleep model's GPU memory is free; failed ones hold nothing)."""
-        held = []
-        for replica in self.replicas:
-            where = self.placements.get(replica.id)
-            if where is None or replica.state == "failed" or replica.model == exclude:
-                continue
-            if replica.model in self.asleep and where.device == "cuda":
-                continue
-            held.append(where)
-        return Allocation(held)
+        return self._placer.place(want, self.ledger() if live is None else live, self._next_id)
 
     def _add(self, spec: EngineSpec, placements: Iterable[Placement]) -> list[Replica]:
         new = []
         for where in placements:
             rid = f"r{self._next_id}"
             self._next_id += 1
-            replica = Replica(rid, self._engine_spec(spec, where), self.settings, on_restart=self._on_restart)
+            replica = Replica(rid, self._placer.engine_spec(spec, where), self.settings, on_restart=self._on_restart)
             self.placements[rid] = dataclasses.replace(where, replica_id=rid)
             self._bases[rid] = spec
             self.replicas.append(replica)
             replica.start()
             new.append(replica)
         return new
-
-    def _engine_spec(self, spec: EngineSpec, where: Placement) -> EngineSpec:
-        """``spec`` with the placement's devices, memory share and environment (and sleep mode on GPU)."""
-        options = spec.options.model_copy(update={k: v for k, v in where.engine_options().items() if v is not None})
-        env = {**spec.env, **where.env()}
-        if where.device == "cuda" and self.settings.sleep_mode:
-            options = options.model_copy(update={"extra_args": [*(options.extra_args or []), "--enable-sleep-mode"]})
-            env["VLLM_SERVER_DEV_MODE"] = "1"  # vLLM serves /sleep and /wake_up only in dev mode
-        return dataclasses.replace(spec, options=options, env=env)
-
-    def _base(self, replica: Replica) -> EngineSpec:
-        return self._bases.get(replica.id, replica.spec)
 
     async def _settle(self, replicas: Iterable[Replica]) -> None:
         await asyncio.gather(*(r.wait_settled() for r in replicas))
@@ -431,23 +297,3 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._swap
         self.switching = False
-
-
-def _pool_state(states: list[str]) -> GatewayState:
-    ready = states.count("ready")
-    if ready == len(states):
-        return "ready"
-    if ready:
-        return "degraded"
-    if all(s == "failed" for s in states):
-        return "failed"
-    return "starting" if all(s == "starting" for s in states) else "degraded"
-
-
-def _kv_shape(path: str) -> KvShape | None:
-    """The KV-cache shape from the model's ``config.json`` (``None`` if it cannot be read)."""
-    try:
-        config = json.loads((Path(path) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return KvShape.from_config(config) if isinstance(config, dict) else None
