@@ -1,9 +1,9 @@
 """``create_app(settings, gateway=None)``: the gateway's FastAPI app, its lifespan and error shape.
 
 The app is wiring only: the ``Gateway`` (built from the settings unless a test hands one in)
-holds the domain, and routers reach it through ``GatewayDep``. The lifespan loads the
-``serve_on_start`` models (and those loaded before a restart) and, on the way out, closes the
-gateway (drains, stops engines).
+holds the domain, and routers reach it through ``GatewayDep``. The lifespan removes the engine
+socket directories a killed gateway left behind, loads the ``serve_on_start`` models (and those
+loaded before a restart) and, on the way out, closes the gateway (drains, stops engines).
 
 Errors on every route are OpenAI-shaped (``{"error": {"message", "type", "code"}}``), since
 OpenAI clients are the main callers. The API key guards everything but ``/healthz`` and
@@ -44,6 +44,7 @@ def create_app(settings: InferenceSettings | None = None, gateway: Gateway | Non
                 "engine": " ".join(settings.launcher),
             },
         )
+        gateway.sweep_engine_leftovers()
         gateway.serve_on_start(settings.serve_on_start_models)
         try:
             yield

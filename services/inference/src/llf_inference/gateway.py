@@ -31,7 +31,9 @@ from llf_inference.checks import (
     parse_body,
 )
 from llf_inference.devices import Inventory, discover
+from llf_inference.engine.address import socket_parents
 from llf_inference.engine.spec import EngineSpec
+from llf_inference.engine.sweep import sweep_engine_dirs
 from llf_inference.keepalive import UNSET, KeepAlive, Unset, parse_keep_alive, strip_keep_alive
 from llf_inference.lifecycle import Lease, Lifecycle, Policy
 from llf_inference.loading import LoadingStream, Releasing
@@ -217,6 +219,10 @@ class Gateway:
     def readiness(self) -> Readiness:
         models = self.supervisor.served_models()
         return Readiness(bool(models), self.supervisor.state(), models, self.settings.retry_after_s)
+
+    def sweep_engine_leftovers(self) -> None:
+        """Remove the engine socket directories a killed gateway left behind (``engine/sweep.py``)."""
+        sweep_engine_dirs(socket_parents(self.settings.run_path), grace_s=self.settings.readiness_timeout_s)
 
     def serve_on_start(self, models: str | Sequence[str]) -> None:
         """Load ``models`` (and what was loaded before a restart) in the background, waiting for the registry."""
