@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The README's test command (`make test`): unit + integration tests, then e2e when a Docker engine is
+# The README's test command (`make test`): unit + integration tests, and e2e when a Docker engine is
 # reachable (or LLF_E2E=1 forces them), with one coverage report over all services.
 #
-# Unit + integration run as two pytest sessions side by side (LLF_TEST_JOBS, default 2 on a machine
-# with 2+ cores): the engine-heavy suites in one, the registry/store/deploy suites (whose tests mostly
-# wait on subprocesses, Redis and the hub stand-in) in the other, so neither core idles while the
-# other imports torch. Each session has its own coverage data and temp dir; the two are combined.
-# e2e comes after them in a session of its own, so that the integration suite's engines are stopped
-# before the e2e stacks start (memory) and the e2e tests may wait for images that CI builds meanwhile
-# (.ci/run). pytest's exit code 5 ("no tests selected") is not a failure here. Extra arguments go to
-# every session and make the unit + integration part one session (they may name paths).
+# Two lanes side by side (LLF_TEST_JOBS, default 2 on a machine with 2+ cores), so that neither core
+# idles while the other imports torch or waits on a subprocess:
+#   1. the unit tests and the engine-heavy integration suites (gateway, CLI, web, deploy, GPU check);
+#   2. the registry, store-integrity and `make up` suites, then the e2e tests (Compose stacks; CI builds
+#      their images meanwhile, .ci/run, and they wait for that build).
+# Each lane is its own pytest sessions with its own coverage data and temp dir; the data is combined
+# at the end. The second lane's output is printed when both have ended. pytest's exit code 5 ("no
+# tests selected") is not a failure here. Extra arguments go to every session and make it one lane
+# (they may name paths): unit + integration, then e2e.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
@@ -20,8 +21,7 @@ if [[ "${LLF_E2E:-auto}" == 1 ]] || { [[ "${LLF_E2E:-auto}" == auto ]] && docker
 fi
 jobs=${LLF_TEST_JOBS:-$(($(nproc) >= 2 ? 2 : 1))}
 [[ $# -eq 0 ]] || jobs=1
-# The second session's suites: registry, store integrity, deploy manifests, `make up`, the harness.
-second=(tests/integration/models tests/integration/hardening tests/integration/deploy tests/integration/up
+second=(tests/integration/models tests/integration/hardening tests/integration/up
   tests/integration/test_harness_hub.py tests/integration/test_harness_redis.py tests/integration/test_harness_tinymodel.py)
 
 # The lock must match every pyproject (a dependency added by hand, not with `uv add`, fails here).
@@ -41,51 +41,58 @@ run_pytest() {
   return $rc
 }
 
-# Unit + integration; leaves the coverage data in .coverage.
-unit_and_integration() {
-  if [[ $jobs -lt 2 ]]; then
-    echo "make test: -m 'unit or integration'"
-    run_pytest -m "unit or integration" --cov --cov-report= "$@"
-    return
-  fi
-  local ignores=() path tmp rc_first rc_second pid
-  for path in "${second[@]}"; do ignores+=("--ignore=$path"); done
-  tmp=$(mktemp -d /tmp/llf-test.XXXX)
-  echo "make test: -m 'unit or integration' in two sessions side by side; the second's output follows the first's"
-  COVERAGE_FILE=$PWD/.coverage.second run_pytest -m integration --cov --cov-report= --basetemp="$tmp/second" \
-    "${second[@]}" >"$tmp/second.log" 2>&1 &
-  pid=$!
-  COVERAGE_FILE=$PWD/.coverage.first run_pytest -m "unit or integration" --cov --cov-report= --basetemp="$tmp/first" \
-    "${ignores[@]}" tests
-  rc_first=$?
-  echo "make test: first session (exit $rc_first) done after $(($(date +%s) - t0)) s; the second's output:"
-  wait "$pid"
-  rc_second=$?
-  cat "$tmp/second.log"
-  echo "make test: second session (${second[*]}) exit $rc_second"
-  rm -rf "$tmp"
-  "$py" -m coverage combine .coverage.first .coverage.second >/dev/null
-  [[ $rc_first -ne 0 ]] || return $rc_second
-  return $rc_first
+since() { echo "$(($(date +%s) - t0)) s"; }
+
+# The e2e session of a lane, appending to its coverage data, when e2e tests are on.
+run_e2e() {
+  [[ $e2e == 1 ]] || { echo "make test: e2e skipped (no Docker engine; LLF_E2E=1 forces it)"; return 0; }
+  echo "make test: -m e2e (from $(since))"
+  run_pytest -m e2e --cov --cov-append --cov-report= "$@"
+  local rc=$?
+  echo "make test: e2e exit $rc at $(since)"
+  return $rc
+}
+
+# Runs "$@" and folds its exit code into rc (the first failure wins).
+fold() {
+  "$@"
+  local status=$?
+  [[ $rc -ne 0 ]] || rc=$status
 }
 
 rm -f .coverage .coverage.*
 t0=$(date +%s)
-unit_and_integration "$@"
-rc=$?
-echo "make test: unit + integration took $(($(date +%s) - t0)) s (exit $rc)"
-report=(--cov-report=term --cov-report=xml --cov-fail-under="${LLF_COV_MIN:-85}")
-if [[ $e2e == 1 ]]; then
-  t1=$(date +%s)
-  echo "make test: -m e2e"
-  run_pytest -m e2e --cov --cov-append "${report[@]}" "$@"
-  rc_e2e=$?
-  echo "make test: e2e took $(($(date +%s) - t1)) s (exit $rc_e2e)"
-  [[ $rc -ne 0 ]] || rc=$rc_e2e
+rc=0
+if [[ $jobs -lt 2 ]]; then
+  echo "make test: -m 'unit or integration'"
+  fold run_pytest -m "unit or integration" --cov --cov-report= "$@"
+  fold run_e2e "$@"
 else
-  echo "make test: e2e skipped (no Docker engine; LLF_E2E=1 forces it)"
-  "$py" -m coverage report --fail-under="${LLF_COV_MIN:-85}" && "$py" -m coverage xml -q
-  rc_cov=$?
-  [[ $rc -ne 0 ]] || rc=$rc_cov
+  ignores=()
+  for path in "${second[@]}"; do ignores+=("--ignore=$path"); done
+  tmp=$(mktemp -d /tmp/llf-test.XXXX)
+  echo "make test: two lanes side by side; the second lane's output follows the first's"
+  (
+    export COVERAGE_FILE=$PWD/.coverage.second
+    lane=0
+    run_pytest -m integration --cov --cov-report= --basetemp="$tmp/second" "${second[@]}" || lane=$?
+    echo "make test: second lane's integration suites done at $(since) (exit $lane)"
+    run_e2e --basetemp="$tmp/e2e" || { [[ $lane -ne 0 ]] || lane=$?; }
+    exit $lane
+  ) >"$tmp/second.log" 2>&1 &
+  second_pid=$!
+  COVERAGE_FILE=$PWD/.coverage.first fold run_pytest -m "unit or integration" --cov --cov-report= \
+    --basetemp="$tmp/first" "${ignores[@]}" tests
+  echo "make test: first lane done at $(since) (exit $rc); waiting for the second"
+  wait "$second_pid"
+  second_rc=$?
+  cat "$tmp/second.log"
+  echo "make test: second lane (${second[*]}, then e2e) done at $(since) (exit $second_rc)"
+  [[ $rc -ne 0 ]] || rc=$second_rc
+  rm -rf "$tmp"
 fi
+"$py" -m coverage combine --quiet .coverage.first .coverage.second 2>/dev/null || true
+fold "$py" -m coverage report --fail-under="${LLF_COV_MIN:-85}"
+"$py" -m coverage xml --quiet || true
+echo "make test: done in $(since) (exit $rc)"
 exit $rc
