@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from llf_common.wire import TERMINAL_JOB_STATES, UNSUCCESSFUL_JOB_STATES
 
-from llf_cli import interrupts, progress, render
+from llf_cli import progress, render
 from llf_cli.errors import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CLIError, Detached
 
 if TYPE_CHECKING:
@@ -35,24 +35,16 @@ def wire_body(model: type[Any], **fields: Any) -> dict[str, Any]:
 
 
 def follow_job(state: State, job: dict[str, Any], *, show: bool = True) -> dict[str, Any]:
-    """Follow a job to its end (progress on stderr when ``show``); Ctrl-C detaches.
-
-    Detaching must work whatever the follow is doing when Ctrl-C comes (often blocked on a
-    stream the server holds open): :mod:`llf_cli.interrupts` turns SIGINT into a flag and
-    reads the stream in a thread, so the detach line comes at once and nothing waits on the
-    network.
-    """
+    """Follow a job to its end (progress on stderr when ``show``); Ctrl-C detaches."""
     last = job
     if job.get("state") in TERMINAL_JOB_STATES:
         return job
     settings = state.settings
     try:
-        with interrupts.deferred() as interrupt, progress.job_progress() if show else _Silent() as bar:
+        with progress.job_progress() if show else _Silent() as bar:
             bar.update(job)
-            for info in interrupt.follow(
-                state.registry.follow(
-                    job["id"], poll_interval=settings.poll_interval, stream_timeout=settings.stream_timeout
-                )
+            for info in state.registry.follow(
+                job["id"], poll_interval=settings.poll_interval, stream_timeout=settings.stream_timeout
             ):
                 last = info
                 bar.update(info)
