@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -103,12 +104,20 @@ class Llf:
         return subprocess.CompletedProcess(child.args, returncode, out, "".join(err))
 
     def spawn(self, *args: str, **env: str) -> pexpect.spawn:
-        """``llf`` in a pseudo-terminal (a TTY: prompt_toolkit, rich bars), for interactive tests."""
+        """``llf`` in a pseudo-terminal (a TTY: prompt_toolkit, rich bars), for interactive tests.
+
+        Ctrl-C is reset to its default in the child, as on a user's terminal: a test run started in
+        the background by a shell without job control has SIGINT ignored, and that is inherited.
+        """
         child = pexpect.spawn(
             str(LLF), list(args), env={**self.env, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", **env},
-            encoding="utf-8", timeout=120, dimensions=(40, 160),
+            encoding="utf-8", timeout=120, dimensions=(40, 160), preexec_fn=_default_ctrl_c,
         )  # fmt: skip
         return child
+
+
+def _default_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def fresh_redis(redis_server: RedisServer) -> str:
