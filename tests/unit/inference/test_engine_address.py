@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +40,6 @@ pytestmark = pytest.mark.anyio
 FAKE_PID = 2**22 + 23456  # above any pid_max in use: a stray killpg cannot hit a real group
 
 
-@pytest.fixture
-def short() -> Iterator[Path]:
-    """A parent short enough for a socket path, whatever pytest's tmp_path is; removed afterwards."""
-    parent = Path(tempfile.mkdtemp(prefix="llf-test-", dir="/tmp"))
-    try:
-        yield parent
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
 
 
 def assert_private(directory: Path) -> None:
@@ -78,8 +67,8 @@ def test_a_tcp_address_is_a_loopback_port() -> None:
         EngineAddress(socket=Path("/s"), port=1)
 
 
-def test_each_start_gets_its_own_private_directory_under_the_run_dir(short: Path) -> None:
-    run = short / "run"
+def test_each_start_gets_its_own_private_directory_under_the_run_dir(short_dir: Path) -> None:
+    run = short_dir / "run"
     first = EngineAddress.allocate("unix", run)
     second = EngineAddress.allocate("unix", run)
     assert first.socket is not None and second.socket is not None
@@ -95,10 +84,10 @@ def test_each_start_gets_its_own_private_directory_under_the_run_dir(short: Path
     assert not list((run / "engines").iterdir())
 
 
-def test_the_directory_is_0700_whatever_the_umask(short: Path) -> None:
+def test_the_directory_is_0700_whatever_the_umask(short_dir: Path) -> None:
     old = os.umask(0o000)  # a umask that takes nothing away must not leave the directory open
     try:
-        socket = private_socket([short])
+        socket = private_socket([short_dir])
     finally:
         os.umask(old)
     assert_private(socket.parent)
@@ -134,14 +123,14 @@ def test_no_parent_short_enough_is_an_os_error_naming_the_limit() -> None:
         private_socket([Path("/" + "p" * 120)])
 
 
-def test_remove_deletes_the_socket_and_its_directory_and_can_be_repeated(short: Path) -> None:
-    socket = private_socket([short])
+def test_remove_deletes_the_socket_and_its_directory_and_can_be_repeated(short_dir: Path) -> None:
+    socket = private_socket([short_dir])
     socket.write_bytes(b"")  # stands for the socket file vLLM leaves behind
     address = EngineAddress(socket=socket)
     address.remove()
     address.remove()
     assert not socket.parent.exists()
-    kept = private_socket([short])
+    kept = private_socket([short_dir])
     (kept.parent / "other").write_text("not ours to delete")
     EngineAddress(socket=kept).remove()
     assert (kept.parent / "other").exists()  # a directory with something else in it stays
@@ -167,12 +156,12 @@ class StoppablePopen:
 
 
 def test_the_engine_process_gets_the_socket_and_stop_removes_it(
-    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch, short: Path
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch, short_dir: Path
 ) -> None:
     StoppablePopen.calls = []
     monkeypatch.setattr(process_module.subprocess, "Popen", StoppablePopen)
     monkeypatch.setattr(process_module, "group_members", lambda pgid: [])
-    address = EngineAddress(socket=private_socket([short]))
+    address = EngineAddress(socket=private_socket([short_dir]))
     assert address.socket is not None
     try:
         engine = process_module.EngineProcess(EngineSpec.from_settings(make_settings(), MODEL, "/m"), address)
@@ -202,11 +191,11 @@ class RecordingProcess:
 
 @pytest.mark.parametrize("listen", ["unix", "tcp"])
 async def test_the_replicas_client_reaches_the_engine_where_it_listens(
-    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch, short: Path, listen: str
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch, short_dir: Path, listen: str
 ) -> None:
     RecordingProcess.addresses = []
     monkeypatch.setattr(replica_module, "EngineProcess", RecordingProcess)
-    settings = make_settings(run_dir=short / "run", engine_listen=listen)
+    settings = make_settings(run_dir=short_dir / "run", engine_listen=listen)
     replica = Replica("r0", EngineSpec.from_settings(settings, MODEL, "/models/tiny"), settings)
     monkeypatch.setattr(replica, "_exit_failure", _exited)
     try:

@@ -6,27 +6,14 @@ No server: the engine is the far end of a socket pair (``test_engine_transport.E
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
-import uvloop
 from llf_inference.link import ClientLink, EngineLink, TransportLink, Upstream
 from llf_inference.transport import EngineTransport
 
 from tests.unit.inference.test_engine_transport import Engine, answer, hang_up, silent, stream
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Awaitable[object]], object]:
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-
-    def run(coro: Awaitable[object]) -> object:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(asyncio.wait_for(coro, 10))
-
-    return run
 
 
 def transport_link(engine: Engine, base_url: str = "http://127.0.0.1:8001") -> TransportLink:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
-import uvloop
 from llf_inference.transport import EngineTransport, ProtocolFactory
 
 Opened = tuple[asyncio.BaseTransport, asyncio.BaseProtocol]
@@ -110,16 +109,6 @@ async def collect(http: httpx.AsyncClient, body: bytes = b'{"stream": true}') ->
         await response.aclose()
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Awaitable[object]], object]:
-    """Each test on both loops: the gateway runs on uvloop (uvicorn's choice), whose transports differ."""
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-
-    def run(coro: Awaitable[object]) -> object:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(asyncio.wait_for(coro, 10))
-
-    return run
 
 
 def test_a_stream_arrives_whole_and_its_connection_serves_the_next_request(run: Callable[..., object]) -> None:
