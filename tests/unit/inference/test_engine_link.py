@@ -128,3 +128,18 @@ def test_a_socket_base_url_names_the_engine_host_without_a_port(run: Callable[..
 
     run(scenario())
     assert b"\r\nhost: engine\r\n" in engine.requests[0]
+
+
+def test_a_header_value_with_a_line_break_is_left_out_and_smuggles_nothing(run: Callable[..., object]) -> None:
+    engine = Engine(answer(b"{}"))
+
+    async def scenario() -> None:
+        headers = {"x-request-id": "abc\r\nx-injected: 1", "content-type": "application/json"}
+        upstream = await transport_link(engine).post("/v1/completions", b"{}", headers)
+        await upstream.aread()
+        await upstream.aclose()
+
+    run(scenario())
+    head = engine.requests[0].partition(b"\r\n\r\n")[0].lower()
+    assert b"x-injected" not in head and b"x-request-id" not in head
+    assert b"\r\ncontent-type: application/json" in head

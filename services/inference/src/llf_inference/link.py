@@ -64,7 +64,9 @@ class TransportLink:
         self._fixed = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in fixed.items())
 
     async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> Upstream:
-        extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        # A value with a line break would end the head early and smuggle headers (or a request) in:
+        # such a header is left out, as httpx refuses it.
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items() if _plain(value))
         message = b"".join(
             (
                 b"POST " + path.encode("ascii") + b" HTTP/1.1\r\n",
@@ -75,6 +77,10 @@ class TransportLink:
             )
         )
         return await self.transport.exchange(self.origin, message, self.connect_timeout_s, self.read_timeout_s)
+
+
+def _plain(value: str) -> bool:
+    return "\r" not in value and "\n" not in value and "\0" not in value
 
 
 class ClientLink:
