@@ -204,6 +204,8 @@ def describe(result: Result, url: str, router: Router, direct: str) -> None:
               f"gateway_ttft_overhead_p50_ms_c{n}", "<=", 1.0, True),
     ]  # fmt: skip
     result.reported += [
+        ("gateway CPU time per request, 1 stream", "gateway_cpu_ms_per_request_c1"),
+        ("router CPU time per request, 1 stream", "router_cpu_ms_per_request_c1"),
         ("router tokens/s, 1 stream", "router_tok_s_c1"),
         ("direct tokens/s, 1 stream", "direct_tok_s_c1"),
         ("router TTFT p50 overhead over direct, 1 stream", "router_ttft_overhead_p50_ms_c1"),
@@ -236,7 +238,12 @@ def run(ctx: Context, result: Result) -> None:
         for name in SYSTEMS:  # the engine's first concurrent batch is slow: charged to nobody
             load.batch("chat", f"{urls[name]}/v1/chat/completions", body(), CONCURRENT, headers=auth)
         for rep in range(ctx.reps):
+            used = {name: cpu_seconds(front) for name, front in fronts.items()}
             record_single(result, asyncio.run(one_stream_rep(urls, auth)))
+            for name, front in fronts.items():  # idle during the other systems' requests
+                what = f"{name} CPU time per request, 1 stream"
+                per_request = (cpu_seconds(front) - used[name]) / SINGLE_REQUESTS
+                result.metric(f"{name}_cpu_ms_per_request_c1", "ms", what).add(per_request * 1e3)
             concurrent_rep(result, rep, urls, auth, fronts)
         describe(result, url, router, direct)
         if result.missed():
