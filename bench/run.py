@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     names = args.names or list(CASES)
+    # SIGTERM (`kill`, a CI timeout) ends the run through every server's `finally`, as Ctrl-C does;
+    # Python's default would end it at once and leave the gateways and engines it started running.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     failed = 0
     with Context(reps=max(3, args.reps)) as ctx:
         for name in names:
@@ -91,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         update_readme()
         print("bench: README table updated")
     return 1 if failed else 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
