@@ -72,13 +72,12 @@ else
   for path in "${second[@]}"; do ignores+=("--ignore=$path"); done
   tmp=$(mktemp -d /tmp/llf-test.XXXX)
   echo "make test: two lanes side by side; the second lane's output follows the first's"
-  (
+  (  # a subshell: its rc is its own
     export COVERAGE_FILE=$PWD/.coverage.second
-    lane=0
-    run_pytest -m integration --cov --cov-report= --basetemp="$tmp/second" "${second[@]}" || lane=$?
-    echo "make test: second lane's integration suites done at $(since) (exit $lane)"
-    run_e2e --basetemp="$tmp/e2e" || { [[ $lane -ne 0 ]] || lane=$?; }
-    exit $lane
+    fold run_pytest -m integration --cov --cov-report= --basetemp="$tmp/second" "${second[@]}"
+    echo "make test: second lane's integration suites done at $(since) (exit $rc)"
+    fold run_e2e --basetemp="$tmp/e2e"
+    exit $rc
   ) >"$tmp/second.log" 2>&1 &
   second_pid=$!
   COVERAGE_FILE=$PWD/.coverage.first fold run_pytest -m "unit or integration" --cov --cov-report= \
