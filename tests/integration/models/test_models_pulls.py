@@ -180,14 +180,19 @@ def test_cancel_of_a_running_pull_stops_it_within_two_seconds_and_keeps_the_part
     assert stopped_after < 2.0
     print(f"cancel: stopped {stopped_after:.2f} s after DELETE, partial kept at {size_then} bytes")
 
-    # The partial stays for a later pull, which resumes from it; purge removes it.
+    # The partial stays for a later pull, which resumes from it; purge removes it. The resumed
+    # download is held again after 1 MiB, so it is still running when the purge comes (released,
+    # it could finish first and leave nothing to purge).
+    fresh_hub.hold(unique_repo, "big.bin", after_bytes=MIB)
     again = httpx.post(f"{stack.url}/v1/pulls", json={"repo": unique_repo}, timeout=30).json()
     assert again["job_id"] == job_id and again["state"] in ("queued", "started")
+    fresh_hub.wait_until_held(unique_repo, "big.bin", timeout=30)
     wait_for(lambda: partial.exists() and partial.stat().st_size > size_then, 30, "resumed download")
     purged = httpx.delete(f"{stack.url}/v1/jobs/{job_id}", params={"purge": "true"}, timeout=10).json()
     assert purged["state"] == "stopped" and not purged["warnings"]
     assert not partial.exists()
     assert fresh_hub.ranges(unique_repo, "big.bin")[0].startswith("bytes=")
+    fresh_hub.release(unique_repo, "big.bin")
 
 
 def test_events_stream_reports_progress_until_the_job_ends(
