@@ -80,6 +80,16 @@ async def test_a_model_not_in_the_registry_is_a_404_that_says_pull(make_settings
         await resolver.resolve("o/m")
 
 
+@pytest.mark.parametrize("name", ["o/m\x1f", "o/../../v1/jobs/x", "o/m?purge=true", "o/m#x", "nobody", "a b/c"])
+async def test_a_name_that_is_no_repo_id_is_not_in_the_registry_and_is_never_sent_to_it(
+    make_settings: MakeSettings, name: str
+) -> None:
+    resolver, seen = answering(make_settings(), lambda request: httpx.Response(200, json={}))
+    with pytest.raises(NotFound, match="owner/name"):
+        await resolver.resolve(name)
+    assert seen == []
+
+
 @pytest.mark.parametrize(
     ("response", "fragment"),
     [

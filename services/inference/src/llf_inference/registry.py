@@ -17,7 +17,7 @@ from typing import Protocol
 
 import httpx
 from llf_common.errors import Conflict, NotFound, UpstreamError
-from llf_common.wire import ModelInfo
+from llf_common.wire import ModelInfo, check_repo_id
 
 from llf_inference.settings import InferenceSettings
 
@@ -44,6 +44,10 @@ class RegistryResolver:
         if pinned is not None:
             info = ModelInfo(name=model, revision="local", sha="", path=pinned, size_bytes=0, verified=True)
         else:
+            try:  # the registry holds repo ids only; anything else must not become part of its URL
+                check_repo_id(model)
+            except ValueError:
+                raise NotFound(f"model {model!r} is not in the registry: a model name looks like 'owner/name'") from None
             info = await self._fetch(model)
             if not info.verified:
                 raise Conflict(
