@@ -43,6 +43,11 @@ class NotFound(LLFError):
     code = "not_found"
 
 
+class MethodNotAllowed(LLFError):
+    status_code = 405
+    code = "method_not_allowed"
+
+
 class Conflict(LLFError):
     status_code = 409
     code = "conflict"

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import hmac
 import logging
-import uuid
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llf_common.errors import LLFError, PayloadTooLarge, Unauthorized
@@ -44,6 +44,9 @@ def openai_body(status: int, code: str, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "code": code}, "detail": message}
 
 
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
+
+
 class RequestIdMiddleware:
     """Takes ``X-Request-ID`` from the request (or makes one) and echoes it back."""
 
@@ -54,10 +57,10 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode())
-        request_id = incoming.decode("latin-1")[:64] if incoming else uuid.uuid4().hex[:16]
+        incoming = next((value for name, value in scope["headers"] if name == _REQUEST_ID_KEY), None)
+        request_id = incoming.decode("latin-1")[:64] if incoming else os.urandom(8).hex()
         token = request_id_var.set(request_id)
-        raw_header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode("latin-1"))
+        raw_header = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -93,7 +96,7 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
-        length = dict(scope["headers"]).get(b"content-length")
+        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) > limit:
             await self._reject(send, limit)
             return
@@ -140,14 +143,17 @@ async def _no_receive() -> Message:  # pragma: no cover - never awaited for a pl
     return {"type": "http.disconnect"}
 
 
+def error_response(exc: LLFError, body: ErrorBody = detail_body) -> JSONResponse:
+    """The JSON answer for an expected failure: its status, its headers, ``body``'s shape."""
+    return JSONResponse(body(exc.status_code, exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI, body: ErrorBody = detail_body) -> None:
     """Map ``LLFError`` and validation errors to JSON; anything else is a logged 500."""
 
     async def on_llf_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, LLFError)
-        return JSONResponse(
-            body(exc.status_code, exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers
-        )
+        return error_response(exc, body)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -177,20 +183,31 @@ def _jsonable(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
-_bearer = HTTPBearer(auto_error=False)
+class ApiKeyCheck:
+    """``Authorization: Bearer <key>`` against the configured key (none configured: anything goes).
+
+    One check for the FastAPI dependency and for plain-ASGI routes (the gateway's data plane).
+    """
+
+    def __init__(self, api_key: SecretStr | None) -> None:
+        self.expected = api_key.get_secret_value().encode() if api_key else None
+
+    def require(self, authorization: str | None) -> None:
+        """Raise ``Unauthorized`` unless the header carries the key, compared in constant time."""
+        if self.expected is None:
+            return
+        scheme, _, token = (authorization or "").partition(" ")
+        given = token.encode() if scheme.lower() == "bearer" else b""
+        if not hmac.compare_digest(given, self.expected):
+            raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer $LLF_API_KEY'")
 
 
 def api_key_dependency(api_key: SecretStr | None) -> Callable[..., Awaitable[None]]:
     """A FastAPI dependency enforcing ``Authorization: Bearer <key>`` when a key is set."""
-    expected = api_key.get_secret_value().encode() if api_key else None
+    check = ApiKeyCheck(api_key)
 
     async def require_api_key(request: Request) -> None:
-        if expected is None:
-            return
-        credentials: HTTPAuthorizationCredentials | None = await _bearer(request)
-        given = credentials.credentials.encode() if credentials else b""
-        if not hmac.compare_digest(given, expected):
-            raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer $LLF_API_KEY'")
+        check.require(request.headers.get("authorization"))
 
     return require_api_key
 
@@ -250,17 +267,22 @@ def base_app(
     max_body_bytes: int = 1 << 20,
     path_body_bytes: dict[str, int] | None = None,
     api_key: SecretStr | None = None,
+    inner: Sequence[Middleware] = (),
     **kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with the shared middlewares, error handlers, ``/healthz`` and the API documents.
 
     The documents (``/openapi.json``, ``/docs``, ``/redoc``) map every route, so they need the
-    same key as the routes they describe: only ``/healthz`` and ``/readyz`` are open.
+    same key as the routes they describe: only ``/healthz`` and ``/readyz`` are open. ``inner``
+    middlewares run inside the shared ones (request id, body limit) and before FastAPI's routing.
     """
-    app = FastAPI(title=title, version=version, docs_url=None, redoc_url=None, openapi_url=None, **kwargs)
+    app = FastAPI(
+        title=title, version=version, docs_url=None, redoc_url=None, openapi_url=None, middleware=inner, **kwargs
+    )
     install_error_handlers(app, body)
     document_errors_as_sent(app)
     install_docs(app, api_key)
+    # Each ``add_middleware`` wraps the ones before it (and ``inner``): the request id is outermost.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes, body=body, path_limits=path_body_bytes)
     app.add_middleware(RequestIdMiddleware)
 

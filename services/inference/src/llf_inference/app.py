@@ -8,7 +8,8 @@ loaded before a restart) and, on the way out, closes the gateway (drains, stops 
 Errors on every route are OpenAI-shaped (``{"error": {"message", "type", "code"}}``), since
 OpenAI clients are the main callers. The API key guards everything but ``/healthz`` and
 ``/readyz``. Only plain-ASGI middlewares are installed (``llf_common.web``), so streamed
-responses are not wrapped per chunk.
+responses are not wrapped per chunk; the relay endpoints are one of them (``api.data_plane``),
+served before FastAPI's routing.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from llf_common.web import api_key_dependency, base_app, openai_body
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 
 from llf_inference import __version__
-from llf_inference.api import control, openai
+from llf_inference.api import control, data_plane, openai
 from llf_inference.gateway import FORM_ENDPOINTS, Gateway
 from llf_inference.settings import InferenceSettings, get_settings
 
@@ -59,8 +61,10 @@ def create_app(settings: InferenceSettings | None = None, gateway: Gateway | Non
         max_body_bytes=settings.max_body_bytes,
         path_body_bytes=dict.fromkeys(FORM_ENDPOINTS, settings.max_audio_body_bytes),
         api_key=settings.api_key,
+        inner=[Middleware(data_plane.DataPlane, gateway=gateway, api_key=settings.api_key)],
         lifespan=lifespan,
     )
+    data_plane.document(app)
     app.state.gateway = gateway
     auth = [Depends(api_key_dependency(settings.api_key))]
     app.include_router(openai.router, dependencies=auth)

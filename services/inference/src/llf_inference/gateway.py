@@ -35,9 +35,10 @@ from llf_inference.engine.address import socket_parents
 from llf_inference.engine.spec import EngineSpec
 from llf_inference.engine.sweep import sweep_engine_dirs
 from llf_inference.keepalive import UNSET, KeepAlive, Unset, parse_keep_alive, strip_keep_alive
-from llf_inference.lifecycle import Lease, Lifecycle, Policy
+from llf_inference.lifecycle import Lease, Lifecycle
 from llf_inference.loading import LoadingStream, Releasing
 from llf_inference.metrics import Metrics
+from llf_inference.model_state import Policy
 from llf_inference.placement import DoesNotFit
 from llf_inference.placer import Want
 from llf_inference.pool import LoadedSet, model_entries, model_states

@@ -180,6 +180,9 @@ class SSERelayResponse(Response):
         try:
             async for chunk in self.upstream.stream:
                 now = time.monotonic()
+                # The chunk goes out first: the bookkeeping below is not on the way to the client.
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self.tail = chunk
                 if last is None:
                     model_metrics.ttft.observe(now - self.started)
                 else:
@@ -190,8 +193,6 @@ class SSERelayResponse(Response):
                 meter.add(count, now)
                 if watch_id:
                     watch_id = 0 if self.relay.responses.seen(chunk, self.replica.id) else watch_id - 1
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                self.tail = chunk
         except httpx.HTTPError as exc:
             self.tail = chunk
             return f"the engine for {self.replica.model} stopped mid-stream ({_reason(exc)})"
