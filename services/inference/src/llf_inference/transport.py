@@ -101,6 +101,9 @@ class _Connection(asyncio.Protocol):
         self._wait_started = 0.0
         self._timeout: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # Kept, not asked for per token: on Python 3.11 ``get_running_loop`` costs a getpid() system
+        # call. A protocol is made by its loop (``create_connection``), so that loop is running here.
+        self._loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -150,7 +153,7 @@ class _Connection(asyncio.Protocol):
 
     async def wait(self, timeout: float | None) -> None:
         """Until something arrives or the connection ends; ``TimeoutError`` after ``timeout`` s of silence."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._waiter = loop.create_future()
         self._wait_started = loop.time()
         self._timeout = timeout
@@ -170,7 +173,7 @@ class _Connection(asyncio.Protocol):
         waiter, timeout = self._waiter, self._timeout
         if waiter is None or waiter.done() or timeout is None:
             return  # nobody is waiting: the next wait arms the timer again
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         due = self._wait_started + timeout
         if loop.time() >= due:
             waiter.set_exception(TimeoutError())
