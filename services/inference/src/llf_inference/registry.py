@@ -47,7 +47,7 @@ class RegistryResolver:
             try:  # the registry holds repo ids only; anything else must not become part of its URL
                 check_repo_id(model)
             except ValueError:
-                raise NotFound(f"model {model!r} is not in the registry: a model name looks like 'owner/name'") from None
+                raise NotFound(f"model {model!r} is not in the registry: model names look like 'owner/name'") from None
             info = await self._fetch(model)
             if not info.verified:
                 raise Conflict(
