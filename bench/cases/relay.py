@@ -6,10 +6,14 @@ as it relays vLLM. The gateway is pinned to CPU 0; the upstream and this client 
 Alternating, streams go through the gateway and straight to the upstream's port. Figures:
 chunks/s through the gateway (target ≥ 30k on its one core), the same upstream direct, their
 ratio, and chunks per gateway CPU-second (its capacity when it is the bottleneck).
+
+First, with the same upstream, ``front_overhead`` measures what the gateway and vllm-router each
+add to the time to first token of one stream: #1's question without vLLM's millisecond spread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -20,12 +24,14 @@ import psutil
 from bench import load
 from bench.context import Context
 from bench.procs import VENV_BIN, Proc, Profiler, cpu_seconds, free_port, pin, wait_http
-from bench.report import TIMES, Result, Target
+from bench.report import TIMES, Result, Target, percentile
+from tests.support.router import start_router
 
 MODEL = "bench/upstream"
 CHUNKS_PER_RUN = 200_000
 CONCURRENCY = (1, 8)
 UPSTREAM_BATCH = 16
+FRONT_ROUNDS = int(os.environ.get("LLF_BENCH_FRONT_ROUNDS", "300"))
 
 
 def start_gateway(ctx: Context) -> tuple[Proc, str, int, int]:
@@ -61,10 +67,65 @@ def start_gateway(ctx: Context) -> tuple[Proc, str, int, int]:
     return proc, url, int(replica["pid"]), int(replica["port"])
 
 
+async def one_stream_rounds(urls: dict[str, str], rounds: int) -> dict[str, list[float]]:
+    """``rounds`` requests per system, one at a time, the order rotating: each one's TTFT in s."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 8}
+    ttft: dict[str, list[float]] = {name: [] for name in urls}
+    async with load.client(2) as http:
+        for index in range(rounds):
+            names = list(urls)
+            shift = index % len(names)
+            for name in [*names[shift:], *names[:shift]]:
+                stats = await load.chat_stream(http, f"{urls[name]}/v1/chat/completions", body)
+                if not stats.ok or stats.ttft_s is None:
+                    raise RuntimeError(f"stream failed ({name}): {stats.error or stats.status}")
+                ttft[name].append(stats.ttft_s)
+    return ttft
+
+
+def front_overhead(ctx: Context, result: Result, url: str, gateway_pid: int, engine_pid: int, direct: str) -> None:
+    """What a front adds to time to first token, with no engine noise: gateway vs vllm-router, 1 stream.
+
+    Benchmark #1's 1-stream figures carry vLLM's own TTFT spread (milliseconds) over an overhead
+    of about one; here the upstream answers in well under 1 ms, so the fronts' own per-request
+    cost is what differs. Pinned as #1 is: the upstream on CPU 0, the fronts and this client on CPU 1.
+    """
+    router = start_router([direct], "round_robin", log=ctx.path("relay") / "router.log")
+    try:
+        fronts = {"gateway": [psutil.Process(gateway_pid)], "router": [psutil.Process(router.process.pid)]}
+        pin(engine_pid, {0})
+        for pid in (gateway_pid, router.process.pid, os.getpid()):
+            pin(pid, {1}, children=False)
+        urls = {"gateway": url, "router": router.url, "direct": direct}
+        asyncio.run(one_stream_rounds(urls, 50))  # warm-up: connections, caches
+        for _ in range(ctx.reps):
+            before = {name: cpu_seconds(procs) for name, procs in fronts.items()}
+            ttft = asyncio.run(one_stream_rounds(urls, FRONT_ROUNDS))
+            direct_p50 = percentile(ttft["direct"], 50)
+            for name, procs in fronts.items():
+                overhead = (percentile(ttft[name], 50) - direct_p50) * 1e3
+                result.metric(f"{name}_ttft_overhead_c1", "ms", f"{name} - direct TTFT p50, 1 stream").add(overhead)
+                used = cpu_seconds(procs) - before[name]
+                result.metric(f"{name}_cpu_ms_per_request", "ms", f"{name} CPU per request").add(
+                    used / FRONT_ROUNDS * 1e3
+                )
+    finally:
+        router.stop()
+    result.params["front_rounds"] = FRONT_ROUNDS
+    result.commands["router"] = f"vllm-router --policy round_robin --worker-urls {direct}"
+    result.reported += [
+        ("gateway TTFT p50 overhead over the upstream, 1 stream", "gateway_ttft_overhead_c1"),
+        ("vllm-router TTFT p50 overhead over the upstream, 1 stream", "router_ttft_overhead_c1"),
+        ("gateway CPU per request, 1 stream", "gateway_cpu_ms_per_request"),
+        ("vllm-router CPU per request, 1 stream", "router_cpu_ms_per_request"),
+    ]
+
+
 def run(ctx: Context, result: Result) -> None:
     gateway, url, engine_pid, engine_port = start_gateway(ctx)
     own_cpus = os.sched_getaffinity(0)
     try:
+        front_overhead(ctx, result, url, gateway.pid, engine_pid, f"http://127.0.0.1:{engine_port}")
         pin(gateway.pid, {0})
         pin(engine_pid, {1})
         os.sched_setaffinity(0, {1} & set(range(os.cpu_count() or 1)) or own_cpus)
