@@ -160,13 +160,17 @@ def _calls(function: object) -> set[str]:
 def test_the_api_key_is_compared_in_constant_time_by_both_services() -> None:
     from llf_common import web
     from llf_inference import app as gateway_app
+    from llf_inference.api import data_plane
     from llf_models import app as registry_app
 
-    assert "hmac.compare_digest" in _calls(web.api_key_dependency)
-    source = inspect.getsource(web.api_key_dependency)
-    assert "== expected" not in source and "expected ==" not in source
+    assert "hmac.compare_digest" in _calls(web.ApiKeyCheck.require)
+    source = inspect.getsource(web.ApiKeyCheck)
+    assert "== self.expected" not in source and "self.expected ==" not in source
+    assert "ApiKeyCheck" in _calls(web.api_key_dependency)
     for module in (registry_app, gateway_app):
         assert "api_key_dependency" in _calls(module.create_app), f"{module.__name__} has its own key check"
+    # The gateway's relay endpoints are plain ASGI, before FastAPI's dependencies: the same check.
+    assert "ApiKeyCheck" in _calls(data_plane.DataPlane.__init__)
 
 
 @pytest.mark.parametrize(
@@ -194,6 +198,8 @@ def test_near_miss_keys_are_refused_on_every_service(sent: str, tmp_path: Path) 
         answer = client.get(path, headers=headers)
         assert answer.status_code == 401, f"{path} with {sent!r}: {answer.status_code}"
         assert API_KEY not in answer.text
+    relayed = apps[1][0].post("/v1/chat/completions", json={}, headers=headers)  # the gateway's data plane
+    assert relayed.status_code == 401 and API_KEY not in relayed.text, f"relay with {sent!r}: {relayed.status_code}"
 
 
 def test_redis_is_reachable_only_from_loopback_or_the_compose_network() -> None:
