@@ -151,5 +151,8 @@ def test_the_api_document_lists_every_relay_path(make_settings: MakeSettings) ->
         content = operation["requestBody"]["content"]
         assert ("multipart/form-data" if path in FORM_ENDPOINTS else "application/json") in content
         assert "text/event-stream" in operation["responses"]["200"]["content"]
+    paths = document["paths"]
+    assert paths["/v1/chat/completions"]["post"]["summary"].startswith("Chat completion (OpenAI)")
+    assert paths["/v1/embeddings"]["post"]["summary"] == "vLLM's /v1/embeddings, relayed by the body's model."
     assert "OpenAIError" in document["components"]["schemas"]
     assert "/v1/models" in document["paths"] and "/v1/serve" in document["paths"]

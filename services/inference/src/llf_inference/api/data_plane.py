@@ -2,8 +2,8 @@
 
 Why not FastAPI routes, as everywhere else: the relay needs nothing FastAPI offers (the body goes
 on as bytes, the checks are the gateway's own), and FastAPI's routing, exit stack, dependency
-solving and exception layer cost about 0.5 ms of time to first token per request on a core the
-gateway shares with its clients - what kept it behind vllm-router's in benchmark #1. So
+solving and exception layer around every request were what kept the gateway's time to first
+token behind vllm-router's in benchmark #1 (the README's reading of #1 has the figures). So
 ``DataPlane`` runs innermost among the shared middlewares (``base_app(inner=...)``: the request
 id, the body limit and the logged 500 still apply), answers the relay paths itself and passes
 everything else on to FastAPI. ``document`` puts those paths in the OpenAPI document.
@@ -31,10 +31,10 @@ from llf_inference.multipart import form_fields
 
 SESSION_HEADER = "x-session-id"
 SUMMARIES: dict[str, str] = {
-    "/v1/chat/completions": "Chat completion (OpenAI), streamed or not.",
-    "/v1/completions": "Text completion (OpenAI), streamed or not.",
     **{endpoint: f"vLLM's {endpoint}, relayed by the body's model." for endpoint in CHECKS},
     **{endpoint: f"vLLM's {endpoint} (multipart), relayed by the form's model." for endpoint in FORM_ENDPOINTS},
+    "/v1/chat/completions": "Chat completion (OpenAI), streamed or not.",
+    "/v1/completions": "Text completion (OpenAI), streamed or not.",
 }
 """Every path the data plane answers, with its line in the API documents."""
 
