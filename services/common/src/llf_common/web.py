@@ -224,22 +224,31 @@ _VALIDATION_ERROR_BODY: dict[str, Any] = {
 }
 
 
+def amend_openapi(app: FastAPI, amend: Callable[[dict[str, Any]], None]) -> None:
+    """Have ``amend`` edit the app's OpenAPI document once, when FastAPI first builds it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            amend(build())
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def document_errors_as_sent(app: FastAPI) -> None:
     """Make the OpenAPI document describe the 422 body ``install_error_handlers`` really sends.
 
     FastAPI documents its own ``HTTPValidationError`` (``detail`` as an array), which clients
     generated from the document would then fail to parse.
     """
-    build = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schemas = build().get("components", {}).get("schemas", {})
-            if "HTTPValidationError" in schemas:
-                schemas["HTTPValidationError"] = _VALIDATION_ERROR_BODY
-        return app.openapi_schema  # type: ignore[return-value]
+    def amend(schema: dict[str, Any]) -> None:
+        schemas = schema.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" in schemas:
+            schemas["HTTPValidationError"] = _VALIDATION_ERROR_BODY
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    amend_openapi(app, amend)
 
 
 def install_docs(app: FastAPI, api_key: SecretStr | None) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from llf_common.errors import LLFError, MethodNotAllowed
-from llf_common.web import ApiKeyCheck, error_response, openai_body
+from llf_common.web import ApiKeyCheck, amend_openapi, error_response, openai_body
 from pydantic import SecretStr
 from starlette.datastructures import Headers
 from starlette.responses import Response
@@ -91,16 +91,12 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 def document(app: FastAPI) -> None:
     """Add the data plane's paths to the app's OpenAPI document (FastAPI knows only its own routes)."""
-    build = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            schema["paths"].update({path: {"post": _operation(path, summary)} for path, summary in SUMMARIES.items()})
-            schema.setdefault("components", {}).setdefault("schemas", {})["OpenAIError"] = _ERROR
-        return app.openapi_schema  # type: ignore[return-value]
+    def amend(schema: dict[str, Any]) -> None:
+        schema["paths"].update({path: {"post": _operation(path, summary)} for path, summary in SUMMARIES.items()})
+        schema.setdefault("components", {}).setdefault("schemas", {})["OpenAIError"] = _ERROR
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    amend_openapi(app, amend)
 
 
 _ERROR: dict[str, Any] = {
