@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,3 +140,25 @@ async def run_batch(kind: str, url: str, body: dict[str, Any], concurrency: int,
 def batch(kind: str, url: str, body: dict[str, Any], concurrency: int, rounds: int = 1,
           headers: dict[str, str] | None = None) -> Batch:
     return asyncio.run(run_batch(kind, url, body, concurrency, rounds, headers))
+
+
+def rotated(index: int, names: Sequence[str]) -> list[str]:
+    """``names`` in the order of round ``index``: each one goes first, second, … and last in turn."""
+    shift = index % len(names)
+    return [*names[shift:], *names[:shift]]
+
+
+async def one_at_a_time(
+    urls: Mapping[str, str], body: dict[str, Any], rounds: int, headers: dict[str, str] | None = None
+) -> dict[str, list[StreamStats]]:
+    """``rounds`` rounds of one chat stream per system (``urls``: name -> base URL), one stream at a
+    time and the order rotating, so that each system meets the same engine; a failed stream raises."""
+    streams: dict[str, list[StreamStats]] = {name: [] for name in urls}
+    async with client(2, headers=headers) as http:
+        for index in range(rounds):
+            for name in rotated(index, list(urls)):
+                stats = await chat_stream(http, f"{urls[name]}/v1/chat/completions", body)
+                if not stats.ok:
+                    raise RuntimeError(f"stream failed ({name}): {stats.error or stats.status}")
+                streams[name].append(stats)
+    return streams

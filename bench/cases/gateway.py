@@ -116,23 +116,10 @@ def start(ctx: Context) -> tuple[Proc, str, int, str, int]:
     return proc, url, int(replica["port"]), engine.environ().get("VLLM_API_KEY", ""), engine.pid
 
 
-def rotated(rep: int, systems: Sequence[str] = SYSTEMS) -> list[str]:
-    """The systems in the order of round ``rep``: each one goes first, second and last in turn."""
-    shift = rep % len(systems)
-    return [*systems[shift:], *systems[:shift]]
-
-
-async def one_stream_rep(urls: dict[str, str], auth: dict[str, str]) -> dict[str, list[load.StreamStats]]:
+def one_stream_rep(urls: dict[str, str], auth: dict[str, str]) -> dict[str, list[load.StreamStats]]:
     """``SINGLE_REQUESTS`` rounds of one request per system, one at a time, the order rotating."""
-    streams: dict[str, list[load.StreamStats]] = {name: [] for name in urls}
-    async with load.client(2, headers=auth) as http:  # the gateway (no LLF_API_KEY) ignores the header
-        for index in range(SINGLE_REQUESTS):
-            for name in rotated(index, list(urls)):
-                stats = await load.chat_stream(http, f"{urls[name]}/v1/chat/completions", body())
-                if not stats.ok:
-                    raise RuntimeError(f"stream failed ({name}): {stats.error or stats.status}")
-                streams[name].append(stats)
-    return streams
+    # The gateway (no LLF_API_KEY) ignores the engine's key the router passes on.
+    return asyncio.run(load.one_at_a_time(urls, body(), SINGLE_REQUESTS, auth))
 
 
 def record_single(result: Result, streams: dict[str, list[load.StreamStats]]) -> None:
@@ -160,7 +147,7 @@ def concurrent_rep(
     """One batch of ``CONCURRENT`` streams per system, in rotated order; CPU time of the front too."""
     ttft: dict[str, float] = {}
     tok_s: dict[str, float] = {}
-    for name in rotated(rep):
+    for name in load.rotated(rep, SYSTEMS):
         before = cpu_seconds(fronts.get(name, []))
         batch = load.batch("chat", f"{urls[name]}/v1/chat/completions", body(), CONCURRENT, headers=auth)
         if batch.errors:
@@ -234,12 +221,12 @@ def run(ctx: Context, result: Result) -> None:
         fronts = {"gateway": [psutil.Process(proc.pid)], "router": [psutil.Process(router.process.pid)]}
         if SPLIT:
             result.params["cores"] = split_cores(engine_pid, [proc.pid, router.process.pid])
-        asyncio.run(one_stream_rep(urls, auth))  # warm-up (compiles, caches, connections)
+        one_stream_rep(urls, auth)  # warm-up (compiles, caches, connections)
         for name in SYSTEMS:  # the engine's first concurrent batch is slow: charged to nobody
             load.batch("chat", f"{urls[name]}/v1/chat/completions", body(), CONCURRENT, headers=auth)
         for rep in range(ctx.reps):
             used = {name: cpu_seconds(front) for name, front in fronts.items()}
-            record_single(result, asyncio.run(one_stream_rep(urls, auth)))
+            record_single(result, one_stream_rep(urls, auth))
             # The process's CPU over the repetition ÷ its own requests: its background work (health
             # checks) is included, and it is otherwise idle while the other systems answer.
             for name, front in fronts.items():
@@ -251,7 +238,7 @@ def run(ctx: Context, result: Result) -> None:
         if result.missed():
             with Profiler(proc.pid, "gateway-vllm", duration=60, subprocesses=False) as profiler:
                 load.batch("chat", f"{url}/v1/chat/completions", body(), CONCURRENT, headers=auth)
-                asyncio.run(one_stream_rep({"gateway": url}, auth))
+                one_stream_rep({"gateway": url}, auth)
             result.profile = profiler.result()
     finally:
         if router is not None:

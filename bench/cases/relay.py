@@ -67,22 +67,6 @@ def start_gateway(ctx: Context) -> tuple[Proc, str, int, int]:
     return proc, url, int(replica["pid"]), int(replica["port"])
 
 
-async def one_stream_rounds(urls: dict[str, str], rounds: int) -> dict[str, list[float]]:
-    """``rounds`` requests per system, one at a time, the order rotating: each one's TTFT in s."""
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 8}
-    ttft: dict[str, list[float]] = {name: [] for name in urls}
-    async with load.client(2) as http:
-        for index in range(rounds):
-            names = list(urls)
-            shift = index % len(names)
-            for name in [*names[shift:], *names[:shift]]:
-                stats = await load.chat_stream(http, f"{urls[name]}/v1/chat/completions", body)
-                if not stats.ok or stats.ttft_s is None:
-                    raise RuntimeError(f"stream failed ({name}): {stats.error or stats.status}")
-                ttft[name].append(stats.ttft_s)
-    return ttft
-
-
 def front_overhead(ctx: Context, result: Result, url: str, gateway_pid: int, engine_pid: int, direct: str) -> None:
     """What a front adds to time to first token, with no engine noise: gateway vs vllm-router, 1 stream.
 
@@ -97,10 +81,14 @@ def front_overhead(ctx: Context, result: Result, url: str, gateway_pid: int, eng
         for pid in (gateway_pid, router.process.pid, os.getpid()):
             pin(pid, {1}, children=False)
         urls = {"gateway": url, "router": router.url, "direct": direct}
-        asyncio.run(one_stream_rounds(urls, 50))  # warm-up: connections, caches
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 8}
+        asyncio.run(load.one_at_a_time(urls, body, 50))  # warm-up: connections, caches
         for _ in range(ctx.reps):
             before = {name: cpu_seconds(procs) for name, procs in fronts.items()}
-            ttft = asyncio.run(one_stream_rounds(urls, FRONT_ROUNDS))
+            streams = asyncio.run(load.one_at_a_time(urls, body, FRONT_ROUNDS))
+            ttft = {name: [s.ttft_s for s in done if s.ttft_s is not None] for name, done in streams.items()}
+            if any(len(times) != FRONT_ROUNDS for times in ttft.values()):
+                raise RuntimeError("a stream ended without a first token")
             direct_p50 = percentile(ttft["direct"], 50)
             for name, procs in fronts.items():
                 overhead = (percentile(ttft[name], 50) - direct_p50) * 1e3
