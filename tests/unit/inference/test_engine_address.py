@@ -40,8 +40,6 @@ pytestmark = pytest.mark.anyio
 FAKE_PID = 2**22 + 23456  # above any pid_max in use: a stray killpg cannot hit a real group
 
 
-
-
 def assert_private(directory: Path) -> None:
     info = directory.stat()
     assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700, oct(info.st_mode)

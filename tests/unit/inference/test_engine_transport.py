@@ -109,8 +109,6 @@ async def collect(http: httpx.AsyncClient, body: bytes = b'{"stream": true}') ->
         await response.aclose()
 
 
-
-
 def test_a_stream_arrives_whole_and_its_connection_serves_the_next_request(run: Callable[..., object]) -> None:
     engine = Engine(stream(b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"), answer(b'{"ok": true}'))
 
