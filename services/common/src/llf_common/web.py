@@ -47,6 +47,11 @@ def openai_body(status: int, code: str, message: str) -> dict[str, Any]:
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
 
 
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower case, as ASGI gives names), or None."""
+    return next((value for key, value in scope["headers"] if key == name), None)
+
+
 class RequestIdMiddleware:
     """Takes ``X-Request-ID`` from the request (or makes one) and echoes it back."""
 
@@ -57,7 +62,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next((value for name, value in scope["headers"] if name == _REQUEST_ID_KEY), None)
+        incoming = _header(scope, _REQUEST_ID_KEY)
         request_id = incoming.decode("latin-1")[:64] if incoming else os.urandom(8).hex()
         token = request_id_var.set(request_id)
         raw_header = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
@@ -96,7 +101,7 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
-        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await self._reject(send, limit)
             return
