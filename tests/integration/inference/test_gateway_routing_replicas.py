@@ -13,6 +13,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -136,18 +137,32 @@ def test_a_new_session_spills_to_the_other_replica_when_its_own_is_busy_past_the
     newcomer = session_on(ids, busy, "newcomer")
     streams: list[threading.Thread] = []
     started: list[int] = []
+    ended: list[str] = []  # how each long stream ended, for the failure message
 
     def long_stream() -> None:
         body = {"model": MODEL_A, "prompt": "hello", "max_tokens": 1900, "ignore_eos": True, "stream": True}
-        with (
-            pair.client(timeout=600) as http,
-            http.stream("POST", "/v1/completions", json=body, headers={"X-Session-ID": hog}) as response,
-        ):
-            for _ in response.iter_raw():
-                started.append(1)
+        try:
+            with (
+                pair.client(timeout=600) as http,
+                http.stream("POST", "/v1/completions", json=body, headers={"X-Session-ID": hog}) as response,
+            ):
+                for _ in response.iter_raw():
+                    started.append(1)
+                ended.append(f"HTTP {response.status_code}")
+        except Exception as exc:
+            ended.append(f"{type(exc).__name__}: {exc}")
+            raise
 
     def in_flight() -> dict[str, int]:
         return {r["id"]: r["in_flight"] for r in pair.status()["replicas"]}
+
+    def running(n: int) -> bool:
+        return in_flight()[busy] == n and len(started) >= n
+
+    def described(n: int) -> str:
+        replicas = [(r["id"], r["state"]) for r in pair.status()["replicas"]]
+        return (f"{n} stream(s) of session {hog} running on {busy}; at the deadline in flight: {in_flight()}, "
+                f"{len(started)} chunks, streams ended: {ended}, replicas: {replicas}")  # fmt: skip
 
     # earlier tests' requests must be over: a leftover one would move the bound
     wait_for(lambda: not any(in_flight().values()), 120, "the replicas to finish earlier tests' requests")
@@ -157,11 +172,7 @@ def test_a_new_session_spills_to_the_other_replica_when_its_own_is_busy_past_the
         for count in (1, 2):  # two in flight on `busy`, none on `other`: a third is past ceil(1.25 * 3 / 2) = 2
             streams.append(threading.Thread(target=long_stream))
             streams[-1].start()
-            wait_for(
-                lambda n=count: in_flight()[busy] == n and len(started) >= n,
-                120,
-                f"{count} stream(s) of session {hog} running on {busy}; in flight: {in_flight()}",
-            )
+            wait_for(partial(running, count), 120, partial(described, count))
         with pair.client(timeout=300) as http:
             assert chat(http, newcomer, [{"role": "user", "content": "hello"}]).status_code == 200
         assert decisions(pair, "spill") == spills + 1
